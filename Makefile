@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# One resolver call: the project, its dev extras and the torch build we test with.
+TORCH_PINS := "torch==2.14.1" "torchvision==0.29.1"
+
+.PHONY: setup run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]" $(TORCH_PINS)
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	$(BIN)/labelengine demo
+
+test: setup
+	$(BIN)/labelengine models pull
+	$(BIN)/ruff check engine tests benchmarks scripts
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check engine tests benchmarks scripts
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .labelengine .pytest_cache .mypy_cache .ruff_cache

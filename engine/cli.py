@@ -1,0 +1,184 @@
+"""The ``labelengine`` command line: models, ingest, prelabel, serve, demo.
+
+Every command reads settings the same way (``--config`` YAML, then
+``LABELENGINE_*`` environment) and prints errors as one readable line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.config import REPO_CONFIG_DIR, ConfigError, Settings, load_settings, model_specs
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+models_app = typer.Typer(no_args_is_help=True, help="Weight files: list and pull.")
+app.add_typer(models_app, name="models")
+console = Console()
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Settings YAML (default: configs/server.yaml)."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    default = REPO_CONFIG_DIR / "server.yaml"
+    path = config if config is not None else (default if default.is_file() else None)
+    return load_settings(path)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+@models_app.command("list")
+def models_list(config: ConfigOpt = None, verify: bool = False) -> None:
+    """Show each configured model and whether its weights are present."""
+    from engine.assets import asset_status
+
+    settings = _settings(config)
+    table = Table("model", "family", "state", "size (bytes)", "license", "path")
+    for spec in model_specs(settings.config_dir).values():
+        status = asset_status(settings.resolved_models_dir, spec, verify=verify)
+        license_ = spec.asset.license if spec.asset else "-"
+        table.add_row(spec.name, spec.family, status.state, str(status.size_bytes), license_,
+                      str(status.path or "-"))
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[list[str] | None, typer.Argument(help="Models to pull (default: all).")] = None,
+    config: ConfigOpt = None,
+    force: bool = False,
+) -> None:
+    """Fetch weight files into the models cache and verify their sha256."""
+    from engine.assets import AssetError, pull
+
+    settings = _settings(config)
+    specs = model_specs(settings.config_dir)
+    wanted = names or [n for n, s in specs.items() if s.asset is not None]
+    for name in wanted:
+        if name not in specs:
+            raise _fail(f"unknown model {name!r}; configured: {', '.join(sorted(specs))}")
+        try:
+            path = pull(settings.resolved_models_dir, specs[name], force=force)
+        except AssetError as exc:
+            raise _fail(str(exc)) from exc
+        console.print(f"[green]ok[/] {name}: {path}")
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Folder, glob, or .jsonl/.csv manifest.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Add images or texts to the store (idempotent)."""
+    from engine.ingest import ingest as run_ingest
+    from engine.store import Store
+
+    settings = _settings(config)
+    store = Store(settings.resolved_database_url)
+    try:
+        report = run_ingest(store, source, settings.resolved_data_roots)
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"ingested {report.added} new, {report.existing} already present, "
+                  f"{len(report.errors)} errors")
+    for where, message in report.errors[:20]:
+        console.print(f"  [yellow]{where}[/]: {message}")
+
+
+@app.command()
+def prelabel(
+    model: Annotated[str | None, typer.Option(help="Model name from configs/models.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N items.")] = None,
+    job_id: Annotated[str | None, typer.Option(help="Run (or resume) an existing job.")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Pre-label the backlog with a model as a resumable Ray job."""
+    from engine.prelabel.progress import run_with_progress
+
+    settings = _settings(config)
+    if ray_address:
+        settings = settings.model_copy(update={"ray_address": ray_address})
+    job = run_with_progress(settings, model=model or settings.default_detector, limit=limit,
+                            job_id=job_id, console=console)
+    if job.state != "succeeded":
+        raise _fail(f"job {job.job_id} ended {job.state}: {job.message or ''}")
+
+
+@app.command()
+def top(
+    limit: Annotated[int, typer.Option(min=1)] = 15,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the queue's top items with their suggestions."""
+    from engine.report import top_table
+    from engine.store import Store
+
+    settings = _settings(config)
+    console.print(top_table(Store(settings.resolved_database_url), limit=limit,
+                            min_score=min_score))
+
+
+@app.command()
+def serve(config: ConfigOpt = None) -> None:
+    """Serve the HTTP API (uvicorn)."""
+    from engine.serving.server import run_server
+
+    settings = _settings(config)
+    console.print(f"serving on http://{settings.host}:{settings.port}  "
+                  f"token: {settings.token()}")
+    run_server(settings)
+
+
+@app.command()
+def samples(
+    folder: Annotated[Path, typer.Argument(help="Where to write the sample photos.")],
+) -> None:
+    """Write the bundled sample photos (skimage + ultralytics) into a folder."""
+    from engine.samples import write_samples
+
+    paths = write_samples(folder)
+    console.print(f"wrote {len(paths)} sample photos to {folder}")
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """The whole loop on embedded defaults: pull, samples, ingest, pre-label, rank, serve."""
+    settings = _settings(config)
+    sample_dir = settings.data_dir / "samples"
+    models_pull(names=[settings.default_detector], config=config)
+    samples(sample_dir)
+    ingest(str(sample_dir), config=config)
+    prelabel(model=settings.default_detector, config=config)
+    top(config=config)
+    if serve_after:
+        serve(config=config)
+
+
+def main() -> None:
+    try:
+        app()
+    except (ConfigError, PermissionError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,35 @@
+"""Human-readable summaries of the store (the CLI's ``top`` table)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from sqlalchemy import select
+
+from engine import schema as t
+from engine.store import Store
+
+
+def top_items(store: Store, *, limit: int) -> list[tuple[str, float, str | None]]:
+    """``(item_id, score, uri)`` of the highest-scored unlabeled items."""
+    query = (
+        select(t.items.c.item_id, t.items.c.score, t.items.c.uri)
+        .where(t.items.c.labeled.is_(False), t.items.c.score.is_not(None))
+        .order_by(t.items.c.score.desc(), t.items.c.item_id)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [(row.item_id, float(row.score), row.uri) for row in conn.execute(query)]
+
+
+def top_table(store: Store, *, limit: int, min_score: float) -> Table:
+    """The queue's head: per item its score and the suggestions above ``min_score``."""
+    table = Table(title=f"Top {limit} items to label (higher score = label first)")
+    for column in ("rank", "item", "score", "file", "suggestions (label score)"):
+        table.add_column(column)
+    for rank, (item_id, score, uri) in enumerate(top_items(store, limit=limit), start=1):
+        records = store.suggestions_for(item_id, min_score=min_score)
+        shown = ", ".join(f"{r.suggestion.label} {r.suggestion.score:.2f}" for r in records[:6])
+        more = f" (+{len(records) - 6})" if len(records) > 6 else ""
+        name = (uri or "").rsplit("/", 1)[-1]
+        table.add_row(str(rank), item_id[:12], f"{score:.3f}", name, (shown or "-") + more)
+    return table
