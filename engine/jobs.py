@@ -68,9 +68,18 @@ def create_job(
     with store.engine.begin() as conn:
         conn.execute(
             insert(t.jobs).values(
-                job_id=job_id, kind=kind, state="pending", config=config,
-                model_name=model_name, model_version=model_version,
-                total=0, done=0, failed=0, skipped=0, created_at=now, updated_at=now,
+                job_id=job_id,
+                kind=kind,
+                state="pending",
+                config=config,
+                model_name=model_name,
+                model_version=model_version,
+                total=0,
+                done=0,
+                failed=0,
+                skipped=0,
+                created_at=now,
+                updated_at=now,
             )
         )
     return get_job(store, job_id)
@@ -126,8 +135,10 @@ def record_errors(store: Store, job_id: str, errors: list[tuple[str, str]]) -> i
 def job_errors(store: Store, job_id: str, *, limit: int = 1000) -> list[JobError]:
     get_job(store, job_id)
     query = (
-        select(t.job_errors).where(t.job_errors.c.job_id == job_id)
-        .order_by(t.job_errors.c.error_id).limit(limit)
+        select(t.job_errors)
+        .where(t.job_errors.c.job_id == job_id)
+        .order_by(t.job_errors.c.error_id)
+        .limit(limit)
     )
     with store.engine.connect() as conn:
         return [JobError(r.item_id, r.message, _aware(r.created_at)) for r in conn.execute(query)]
@@ -145,8 +156,17 @@ def _aware(value: datetime) -> datetime:
 
 def _job(row: Any) -> JobRecord:
     return JobRecord(
-        job_id=row.job_id, kind=row.kind, state=row.state, config=row.config,
-        model_name=row.model_name, model_version=row.model_version, total=row.total,
-        done=row.done, failed=row.failed, skipped=row.skipped, message=row.message,
-        created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+        job_id=row.job_id,
+        kind=row.kind,
+        state=row.state,
+        config=row.config,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        total=row.total,
+        done=row.done,
+        failed=row.failed,
+        skipped=row.skipped,
+        message=row.message,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
     )

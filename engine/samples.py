@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "motorcycle_left",
+    "hubble_deep_field",
+)
 
 
 def ultralytics_asset(name: str) -> Path:

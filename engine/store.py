@@ -127,9 +127,14 @@ class Store:
         now = _now()
         rows = [
             {
-                "item_id": item.item_id, "kind": item.kind, "uri": item.uri, "text": item.text,
-                "content_sha256": digest, "metadata": dict(item.metadata),
-                "created_at": now, "labeled": False,
+                "item_id": item.item_id,
+                "kind": item.kind,
+                "uri": item.uri,
+                "text": item.text,
+                "content_sha256": digest,
+                "metadata": dict(item.metadata),
+                "created_at": now,
+                "labeled": False,
             }
             for item, digest in zip(items, content_sha256, strict=True)
         ]
@@ -143,7 +148,9 @@ class Store:
             raise NotFoundError(f"item {item_id!r} not found")
         return _item(row)
 
-    def list_items(self, *, offset: int = 0, limit: int = 100, kind: str | None = None) -> list[Item]:
+    def list_items(
+        self, *, offset: int = 0, limit: int = 100, kind: str | None = None
+    ) -> list[Item]:
         query = select(t.items).order_by(t.items.c.item_id).offset(offset).limit(limit)
         if kind is not None:
             query = query.where(t.items.c.kind == kind)
@@ -159,8 +166,10 @@ class Store:
         last = ""
         while True:
             query = (
-                select(t.items).where(t.items.c.item_id > last)
-                .order_by(t.items.c.item_id).limit(batch_size)
+                select(t.items)
+                .where(t.items.c.item_id > last)
+                .order_by(t.items.c.item_id)
+                .limit(batch_size)
             )
             if kind is not None:
                 query = query.where(t.items.c.kind == kind)
@@ -207,13 +216,18 @@ class Store:
         stmt = (
             dialect.insert(t.predictions)
             .values(
-                item_id=prediction.item_id, model_name=prediction.model_name,
-                model_version=prediction.model_version, job_id=job_id,
+                item_id=prediction.item_id,
+                model_name=prediction.model_name,
+                model_version=prediction.model_version,
+                job_id=job_id,
                 class_names=list(prediction.class_names),
                 probs=prediction.probs.astype(np.float32).tobytes(),
-                embedding=None if prediction.embedding is None
+                embedding=None
+                if prediction.embedding is None
                 else prediction.embedding.astype(np.float32).tobytes(),
-                timings_ms=dict(prediction.timings_ms), score=score, created_at=_now(),
+                timings_ms=dict(prediction.timings_ms),
+                score=score,
+                created_at=_now(),
             )
             .on_conflict_do_nothing()
             .returning(t.predictions.c.prediction_id)
@@ -223,11 +237,16 @@ class Store:
             return 0
         rows = [
             {
-                "prediction_id": prediction_id, "item_id": prediction.item_id, "position": i,
-                "label": s.label, "score": s.score,
+                "prediction_id": prediction_id,
+                "item_id": prediction.item_id,
+                "position": i,
+                "label": s.label,
+                "score": s.score,
                 "region": None if s.region is None else s.region.to_dict(),
-                "model_name": s.model_name, "model_version": s.model_version,
-                "attributes": dict(s.attributes), "parent_position": s.parent_index,
+                "model_name": s.model_name,
+                "model_version": s.model_version,
+                "attributes": dict(s.attributes),
+                "parent_position": s.parent_index,
                 "status": "pending",
             }
             for i, s in enumerate(prediction.suggestions)
@@ -327,10 +346,15 @@ class Store:
     def _write_feedback(self, conn: Any, fb: Feedback) -> int:
         result = conn.execute(
             insert(t.feedback).values(
-                client_key=fb.client_key, item_id=fb.item_id, suggestion_id=fb.suggestion_id,
-                action=fb.action, label=fb.label,
+                client_key=fb.client_key,
+                item_id=fb.item_id,
+                suggestion_id=fb.suggestion_id,
+                action=fb.action,
+                label=fb.label,
                 region=None if fb.region is None else fb.region.to_dict(),
-                annotator=fb.annotator, model_version=fb.model_version, created_at=fb.created_at,
+                annotator=fb.annotator,
+                model_version=fb.model_version,
+                created_at=fb.created_at,
             )
         )
         status = {"accept": "accepted", "edit": "edited", "reject": "rejected"}.get(fb.action)
@@ -360,31 +384,44 @@ class Store:
     def feedback_for(self, item_id: str) -> list[FeedbackRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(t.feedback).where(t.feedback.c.item_id == item_id)
+                select(t.feedback)
+                .where(t.feedback.c.item_id == item_id)
                 .order_by(t.feedback.c.feedback_id)
             ).all()
         return [FeedbackRecord(row.feedback_id, False, _feedback(row)) for row in rows]
 
 
 def _item(row: Any) -> Item:
-    return Item(item_id=row.item_id, kind=row.kind, uri=row.uri, text=row.text,
-                metadata=row.metadata or {})
+    return Item(
+        item_id=row.item_id, kind=row.kind, uri=row.uri, text=row.text, metadata=row.metadata or {}
+    )
 
 
 def _suggestion_record(row: Any) -> SuggestionRecord:
     suggestion = Suggestion(
-        label=row.label, score=row.score, region=region_from_dict(row.region),
-        model_name=row.model_name, model_version=row.model_version,
-        attributes=row.attributes or {}, parent_index=row.parent_position,
+        label=row.label,
+        score=row.score,
+        region=region_from_dict(row.region),
+        model_name=row.model_name,
+        model_version=row.model_version,
+        attributes=row.attributes or {},
+        parent_index=row.parent_position,
     )
-    return SuggestionRecord(row.suggestion_id, row.prediction_id, row.item_id, row.position,
-                            row.status, suggestion)
+    return SuggestionRecord(
+        row.suggestion_id, row.prediction_id, row.item_id, row.position, row.status, suggestion
+    )
 
 
 def _feedback(row: Any) -> Feedback:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return Feedback(
-        item_id=row.item_id, action=row.action, client_key=row.client_key,
-        suggestion_id=row.suggestion_id, label=row.label, region=region_from_dict(row.region),
-        annotator=row.annotator, model_version=row.model_version, created_at=created,
+        item_id=row.item_id,
+        action=row.action,
+        client_key=row.client_key,
+        suggestion_id=row.suggestion_id,
+        label=row.label,
+        region=region_from_dict(row.region),
+        annotator=row.annotator,
+        model_version=row.model_version,
+        created_at=created,
     )

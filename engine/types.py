@@ -76,9 +76,7 @@ class Box:
                 raise ValueError(f"box {name} must be >= 0, got {value}")
             object.__setattr__(self, name, value)
         if self.x2 < self.x1 or self.y2 < self.y1:
-            raise ValueError(
-                f"box must have x1 <= x2 and y1 <= y2, got {self.box_xyxy}"
-            )
+            raise ValueError(f"box must have x1 <= x2 and y1 <= y2, got {self.box_xyxy}")
 
     @property
     def box_xyxy(self) -> tuple[float, float, float, float]:
@@ -114,9 +112,7 @@ class Mask:
         if not isinstance(self.mask_rle, str):
             raise ValueError("mask_rle must be a COCO compressed RLE string")
         if self.height_px <= 0 or self.width_px <= 0:
-            raise ValueError(
-                f"mask size must be positive, got {self.height_px}x{self.width_px}"
-            )
+            raise ValueError(f"mask size must be positive, got {self.height_px}x{self.width_px}")
         if self.box.x2 > self.width_px or self.box.y2 > self.height_px:
             raise ValueError("mask box lies outside the mask")
 

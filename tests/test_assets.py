@@ -12,13 +12,18 @@ from engine.config import REPO_CONFIG_DIR, ModelSpec, load_settings, model_specs
 def _local_spec(tmp_path: Path, payload: bytes) -> ModelSpec:
     source = tmp_path / "upstream.bin"
     source.write_bytes(payload)
-    return ModelSpec.model_validate({
-        "name": "toy", "family": "yolo",
-        "asset": {
-            "filename": "toy.pt", "sha256": hashlib.sha256(payload).hexdigest(),
-            "size_bytes": len(payload), "sources": [{"path": str(source)}],
-        },
-    })
+    return ModelSpec.model_validate(
+        {
+            "name": "toy",
+            "family": "yolo",
+            "asset": {
+                "filename": "toy.pt",
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "size_bytes": len(payload),
+                "sources": [{"path": str(source)}],
+            },
+        }
+    )
 
 
 def test_missing_weights_name_the_command_to_run(tmp_path: Path) -> None:

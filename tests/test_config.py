@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, load_model_spec, load_settings, model_specs
-from engine.config import REPO_CONFIG_DIR
+from engine.config import REPO_CONFIG_DIR, ConfigError, load_model_spec, load_settings, model_specs
 
 
 def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
@@ -41,8 +40,10 @@ def test_bundled_model_specs_are_valid() -> None:
 
 def test_model_spec_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("name: x\nfamily: yolo\nasset:\n  filename: a.pt\n  sha256: nothex\n"
-                    "  size_bytes: 1\n  sources: [{url: 'https://x/a.pt'}]\n")
+    path.write_text(
+        "name: x\nfamily: yolo\nasset:\n  filename: a.pt\n  sha256: nothex\n"
+        "  size_bytes: 1\n  sources: [{url: 'https://x/a.pt'}]\n"
+    )
     with pytest.raises(ConfigError, match=r"bad\.yaml.*asset\.sha256"):
         load_model_spec(path)
     path.write_text("name: x\nfamily: yolo\nparms: {}\n")

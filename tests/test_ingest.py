@@ -35,10 +35,13 @@ def test_glob_and_manifests(tmp_path: Path, store: Store) -> None:
     assert ingest(store, str(tmp_path / "*.png"), [tmp_path]).added == 2
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(
-        json.dumps({"uri": "a.png", "id": "cat-1", "metadata": {"split": "train"}}) + "\n"
-        + json.dumps({"text": "Paris is in France.", "id": "t1"}) + "\n"
+        json.dumps({"uri": "a.png", "id": "cat-1", "metadata": {"split": "train"}})
+        + "\n"
+        + json.dumps({"text": "Paris is in France.", "id": "t1"})
+        + "\n"
         + "{broken json\n"
-        + json.dumps({"uri": "missing.png"}) + "\n"
+        + json.dumps({"uri": "missing.png"})
+        + "\n"
     )
     report = ingest(store, str(manifest), [tmp_path])
     assert report.added == 2
@@ -60,8 +63,9 @@ def test_paths_outside_the_roots_are_refused(tmp_path: Path, store: Store) -> No
     with pytest.raises(PathNotAllowedError):
         confine(root / "link.png", [root])
     manifest = root / "m.jsonl"
-    manifest.write_text(json.dumps({"uri": "../../etc/passwd"}) + "\n"
-                        + json.dumps({"uri": "link.png"}) + "\n")
+    manifest.write_text(
+        json.dumps({"uri": "../../etc/passwd"}) + "\n" + json.dumps({"uri": "link.png"}) + "\n"
+    )
     report = ingest(store, str(manifest), [root])
     assert report.added == 0
     assert all("outside the data roots" in message for _, message in report.errors)

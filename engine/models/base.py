@@ -25,7 +25,9 @@ class Model(Protocol):
     name: str
     version: str
 
-    def predict(self, items: Sequence[Item], inputs: Sequence[Any] | None = None) -> list[Prediction]:
+    def predict(
+        self, items: Sequence[Item], inputs: Sequence[Any] | None = None
+    ) -> list[Prediction]:
         """One ``Prediction`` per item, in order.
 
         ``inputs`` are already-decoded inputs (e.g. HxWx3 uint8 arrays) aligned
@@ -80,7 +82,9 @@ class _Stage:
 
     def __exit__(self, *exc: object) -> None:
         elapsed_ms = (time.perf_counter() - self._start) * 1000.0
-        self._watch.timings_ms[self._name] = self._watch.timings_ms.get(self._name, 0.0) + elapsed_ms
+        self._watch.timings_ms[self._name] = (
+            self._watch.timings_ms.get(self._name, 0.0) + elapsed_ms
+        )
 
 
 class BaseModel:
@@ -105,7 +109,9 @@ class BaseModel:
     def postprocess(self, items: Sequence[Item], raw: Any, batch: Any) -> list[Prediction]:
         raise NotImplementedError
 
-    def predict(self, items: Sequence[Item], inputs: Sequence[Any] | None = None) -> list[Prediction]:
+    def predict(
+        self, items: Sequence[Item], inputs: Sequence[Any] | None = None
+    ) -> list[Prediction]:
         import torch
 
         if inputs is not None and len(inputs) != len(items):
