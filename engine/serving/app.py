@@ -1,0 +1,98 @@
+"""``create_app(settings)``: the HTTP API, built on demand (there is no global app).
+
+The store is passed in (tests) or opened in the lifespan and closed at
+shutdown. Every router but ``/health`` requires the bearer token. Routes are
+plain ``def`` functions, so database and model calls run in the threadpool
+and never block the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+from fastapi import Depends, FastAPI
+
+from engine.config import Settings
+from engine.serving.deps import require_token
+from engine.serving.errors import install_error_handlers
+from engine.serving.launcher import JobLauncher
+from engine.serving.routes import feedback, health, items, jobs, queue, suggestions
+from engine.serving.schemas import ErrorOut, ValidationErrorOut
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Model-assisted labeling: models pre-label a backlog, rank it by uncertainty,
+and serve suggestions to any editor; the editor's decisions come back as feedback.
+
+Every route but `/health` needs `Authorization: Bearer <token>` (the token is
+`LABELENGINE_API_TOKEN`, else the file `<data_dir>/api_token`). Errors are JSON
+`{"detail": "..."}`. Boxes are absolute pixels `box_xyxy`; spans are character
+offsets `[start, end)`.
+"""
+
+TAGS = [
+    {"name": "health", "description": "Liveness and counts; no token needed."},
+    {"name": "items", "description": "The images and texts to label."},
+    {"name": "suggestions", "description": "What the models proposed for an item."},
+    {"name": "feedback", "description": "Editors' accept / edit / reject / skip decisions."},
+    {"name": "queue", "description": "Items leased to annotators, most useful first."},
+    {"name": "jobs", "description": "Background pre-label jobs and their progress."},
+]
+
+AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorOut, "description": "missing or wrong bearer token"},
+    422: {"model": ValidationErrorOut, "description": "invalid request"},
+}
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("labelengine")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """Build the API. A given ``store`` is used as is and left open at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if store is not None:
+            yield
+            return
+        opened = Store(settings.resolved_database_url)
+        _attach_store(app, settings, opened)
+        log.info("store open: %s", opened.engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            opened.close()
+
+    app = FastAPI(
+        title="labelengine",
+        version=package_version(),
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_bytes = settings.token().encode("utf-8")
+    if store is not None:
+        _attach_store(app, settings, store)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for module in (items, suggestions, feedback, queue, jobs):
+        app.include_router(
+            module.router, dependencies=[Depends(require_token)], responses=AUTH_RESPONSES
+        )
+    return app
+
+
+def _attach_store(app: FastAPI, settings: Settings, store: Store) -> None:
+    app.state.store = store
+    app.state.launcher = JobLauncher(settings, store)

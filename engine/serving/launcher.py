@@ -1,0 +1,135 @@
+"""Start background jobs as subprocesses and watch them until they exit.
+
+A job runs as ``python -m engine.cli prelabel --job-id ID`` with the server's
+settings passed through ``LABELENGINE_*`` variables, so the worker opens the
+same database, data roots and model folder. Its output goes to
+``<data_dir>/jobs/<job_id>.log``. A worker that exits without bringing its
+job to a final state (a crash, an import error) gets the job marked failed,
+so no job stays "running" forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from engine.config import Settings
+from engine.jobs import FINAL_STATES, get_job, update_job
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "LABELENGINE_"
+ArgvBuilder = Callable[[str], list[str]]
+
+
+def prelabel_argv(job_id: str) -> list[str]:
+    """The worker command line of a pre-label job."""
+    return [sys.executable, "-m", "engine.cli", "prelabel", "--job-id", job_id]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``LABELENGINE_*`` variables that rebuild ``settings`` in another process.
+
+    Paths are made absolute so the worker may run from any folder; the API
+    token is left out (a worker does not serve HTTP).
+    """
+    values = settings.model_dump(mode="json", exclude={"api_token"}, exclude_none=True)
+    values.update(
+        database_url=settings.resolved_database_url,
+        data_dir=str(settings.data_dir.expanduser().resolve()),
+        models_dir=str(settings.resolved_models_dir),
+        config_dir=str(settings.config_dir.expanduser().resolve()),
+        data_roots=[str(root) for root in settings.resolved_data_roots],
+    )
+    return {
+        f"{ENV_PREFIX}{key.upper()}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in values.items()
+    }
+
+
+def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) without its own
+    ``LABELENGINE_*`` variables, plus those of ``settings``."""
+    inherited = os.environ if base is None else base
+    env = {k: v for k, v in inherited.items() if not k.startswith(ENV_PREFIX)}
+    env.update(settings_env(settings))
+    return env
+
+
+class JobLauncher:
+    """Spawns one worker process per job and marks the job failed if it dies early."""
+
+    def __init__(
+        self, settings: Settings, store: Store, argv_for: ArgvBuilder = prelabel_argv
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.argv_for = argv_for
+        self._watchers: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def log_path(self, job_id: str) -> Path:
+        return self.settings.data_dir.expanduser().resolve() / "jobs" / f"{job_id}.log"
+
+    def start(self, job_id: str) -> int:
+        """Start the worker of ``job_id``; returns its process id.
+
+        An ``OSError`` while spawning marks the job failed and propagates.
+        """
+        log_path = self.log_path(job_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with log_path.open("ab") as log_file:
+                process = subprocess.Popen(
+                    self.argv_for(job_id),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=child_env(self.settings),
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            update_job(
+                self.store, job_id, state="failed", message=f"could not start the job worker: {exc}"
+            )
+            raise
+        watcher = threading.Thread(
+            target=self._watch, args=(job_id, process), name=f"watch-{job_id}", daemon=True
+        )
+        with self._lock:
+            self._watchers[job_id] = watcher
+        watcher.start()
+        log.info("job %s started as pid %d (log: %s)", job_id, process.pid, log_path)
+        return process.pid
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> bool:
+        """Block until the worker of ``job_id`` exited and was checked; False on timeout."""
+        with self._lock:
+            watcher = self._watchers.get(job_id)
+        if watcher is None:
+            raise KeyError(f"no worker was started here for job {job_id!r}")
+        watcher.join(timeout_s)
+        return not watcher.is_alive()
+
+    def _watch(self, job_id: str, process: subprocess.Popen[bytes]) -> None:
+        code = process.wait()
+        try:
+            job = get_job(self.store, job_id)
+            if job.state in FINAL_STATES:
+                log.info("job %s worker exited (code %d), job %s", job_id, code, job.state)
+                return
+            message = (
+                f"the job worker exited with code {code} before finishing; "
+                f"see {self.log_path(job_id)}"
+            )
+            update_job(self.store, job_id, state="failed", message=message)
+            log.warning("job %s: %s", job_id, message)
+        except Exception:  # a watcher thread must never die silently
+            log.exception("job %s: could not check the state after the worker exited", job_id)

@@ -1,0 +1,85 @@
+"""The labeling queue: lease the next item, keep the lease alive, give it back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Response
+
+from engine import queue
+from engine.serving.deps import AnnotatorDep, SettingsDep, StoreDep
+from engine.serving.schemas import ErrorOut, LeaseIn, LeaseOut, QueueNextIn, ReleaseOut
+from engine.store import NotFoundError
+
+router = APIRouter(prefix="/queue", tags=["queue"])
+
+ItemId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.post(
+    "/next",
+    response_model=LeaseOut,
+    summary="Lease the next item to label",
+    description="The highest-scored unlabeled item nobody holds, leased to the annotator "
+    "(body ``annotator``, else the ``X-Annotator`` header). Asking again while holding a "
+    "live lease returns the same item. 204 when the queue is empty.",
+    responses={204: {"description": "nothing left to label"}},
+)
+def next_item(
+    store: StoreDep,
+    settings: SettingsDep,
+    header_annotator: AnnotatorDep,
+    body: Annotated[QueueNextIn | None, Body()] = None,
+) -> LeaseOut | Response:
+    body = body or QueueNextIn()
+    annotator = body.annotator or header_annotator
+    lease = queue.next_item(
+        store, annotator, lease_seconds=settings.lease_seconds, model_version=body.model_version
+    )
+    if lease is None:
+        return Response(status_code=204)
+    return LeaseOut.of(lease, store.get_item(lease.item_id), settings.lease_seconds)
+
+
+@router.post(
+    "/{item_id}/heartbeat",
+    response_model=LeaseOut,
+    summary="Extend a lease",
+    responses={
+        404: {"model": ErrorOut, "description": "no such item"},
+        409: {"model": ErrorOut, "description": "the annotator holds no live lease on it"},
+    },
+)
+def heartbeat(
+    item_id: ItemId,
+    store: StoreDep,
+    settings: SettingsDep,
+    header_annotator: AnnotatorDep,
+    body: Annotated[LeaseIn | None, Body()] = None,
+) -> LeaseOut:
+    annotator = (body.annotator if body else None) or header_annotator
+    item = store.get_item(item_id)
+    try:
+        lease = queue.heartbeat(store, item_id, annotator, lease_seconds=settings.lease_seconds)
+    except NotFoundError as exc:
+        raise HTTPException(
+            409, f"{annotator!r} holds no live lease on item {item_id!r}; ask /queue/next again"
+        ) from exc
+    return LeaseOut.of(lease, item, settings.lease_seconds)
+
+
+@router.post(
+    "/{item_id}/release",
+    response_model=ReleaseOut,
+    summary="Give a lease back without a decision",
+    responses={404: {"model": ErrorOut, "description": "no such item"}},
+)
+def release(
+    item_id: ItemId,
+    store: StoreDep,
+    header_annotator: AnnotatorDep,
+    body: Annotated[LeaseIn | None, Body()] = None,
+) -> ReleaseOut:
+    annotator = (body.annotator if body else None) or header_annotator
+    store.get_item(item_id)
+    return ReleaseOut(item_id=item_id, released=queue.release(store, item_id, annotator))

@@ -1,0 +1,34 @@
+"""Run the API with uvicorn: ``labelengine serve`` calls ``run_server``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.config import Settings
+from engine.serving.app import create_app
+from engine.store import Store
+
+if TYPE_CHECKING:
+    import uvicorn
+
+
+def build_server(
+    settings: Settings, *, store: Store | None = None, log_level: str = "info"
+) -> uvicorn.Server:
+    """A uvicorn server for the app on ``settings.host:settings.port``, not yet started."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(settings, store),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+def run_server(settings: Settings, *, log_level: str = "info") -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM shut it down cleanly)."""
+    build_server(settings, log_level=log_level).run()
