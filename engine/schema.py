@@ -21,6 +21,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    false,
 )
 
 SCHEMA_VERSION = 1
@@ -48,9 +50,31 @@ items = Table(
     Column("score", Float),  # latest uncertainty score; higher = label first
     Column("score_model_version", String(128)),
     Column("labeled", Boolean, nullable=False, default=False),
+    # True when confidence routing labeled the item (every suggestion machine-accepted);
+    # a later human decision clears it (see engine.routing / engine.queue.after_feedback).
+    Column("machine_labeled", Boolean, nullable=False, default=False, server_default=false()),
     Column("leased_by", String(128)),
     Column("lease_expires_at", Float),  # epoch seconds
-    Index("ix_items_queue", "labeled", "score"),
+)
+
+# The queue's hot path (engine.queue.next_item): a partial index holding only the
+# rows that can be served, in serving order, so `next` reads the first few entries
+# instead of sorting the backlog. Queries must spell the same predicate
+# (`labeled = false()` as a literal, not a bound parameter) for SQLite to use it.
+_READY = and_(items.c.labeled == false(), items.c.score.is_not(None))
+Index(
+    "ix_items_ready",
+    items.c.score.desc(),
+    items.c.item_id,
+    sqlite_where=_READY,
+    postgresql_where=_READY,
+)
+# Leases currently out (tiny): "does this annotator already hold an item?"
+Index(
+    "ix_items_leased_by",
+    items.c.leased_by,
+    sqlite_where=items.c.leased_by.is_not(None),
+    postgresql_where=items.c.leased_by.is_not(None),
 )
 
 predictions = Table(
@@ -90,7 +114,9 @@ suggestions = Table(
     Column("model_version", String(128), nullable=False),
     Column("attributes", JSON, nullable=False),
     Column("parent_position", Integer),
+    # pending | machine_accepted (engine.routing) | accepted | edited | rejected
     Column("status", String(32), nullable=False, default="pending"),
+    Index("ix_suggestions_label_item", "label", "item_id", "score"),
 )
 
 feedback = Table(
