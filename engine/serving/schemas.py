@@ -303,6 +303,15 @@ class QueueNextIn(_In):
     model_version: str | None = Field(
         default=None, max_length=128, description="only items scored by this model version"
     )
+    label: str | None = Field(
+        default=None, max_length=256, description="only items with a suggestion of this label"
+    )
+    label_threshold: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="minimum score of that label's suggestion"
+    )
+    job_id: str | None = Field(
+        default=None, max_length=64, description="only items pre-labeled by this job"
+    )
 
 
 class LeaseIn(_In):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from engine import queue
 from engine.serving.deps import AnnotatorDep, StoreDep
 from engine.serving.schemas import ErrorOut, FeedbackIn, FeedbackOut
 from engine.store import Store
@@ -69,6 +70,7 @@ def post_feedback(
     body: FeedbackIn, store: StoreDep, annotator: AnnotatorDep, response: Response
 ) -> FeedbackOut:
     record = store.record_feedback(to_feedback(body, annotator, store))
+    queue.after_feedback(store, record)
     if not record.created:
         response.status_code = 200
     return FeedbackOut.of(record)

@@ -34,7 +34,13 @@ def next_item(
     body = body or QueueNextIn()
     annotator = body.annotator or header_annotator
     lease = queue.next_item(
-        store, annotator, lease_seconds=settings.lease_seconds, model_version=body.model_version
+        store,
+        annotator,
+        lease_seconds=settings.lease_seconds,
+        model_version=body.model_version,
+        label=body.label,
+        label_threshold=body.label_threshold,
+        job_id=body.job_id,
     )
     if lease is None:
         return Response(status_code=204)
