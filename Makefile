@@ -25,12 +25,12 @@ run: setup
 
 test: setup
 	$(BIN)/labelengine models pull
-	$(BIN)/ruff check engine tests benchmarks scripts
+	$(BIN)/ruff check engine tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: setup
-	$(BIN)/ruff check engine tests benchmarks scripts
+	$(BIN)/ruff check engine tests benchmarks
 	$(BIN)/mypy
 
 clean:
