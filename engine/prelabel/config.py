@@ -1,0 +1,84 @@
+"""Pre-label job settings: ``configs/jobs/prelabel.yaml`` as a strict pydantic model.
+
+An unknown key or a wrong type raises ``ConfigError`` naming the key and the
+file. A missing file means all defaults. The resolved config is stored in the
+job record, so a job run later (or by another process) behaves the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, read_yaml
+
+DEFAULT_BATCH_SIZE = 8
+JOB_CONFIG_NAME = "jobs/prelabel.yaml"
+
+
+class PrelabelConfig(BaseModel):
+    """How a pre-label job runs; see ``configs/jobs/prelabel.yaml`` for each key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int | None = Field(default=None, gt=0)
+    num_model_actors: int = Field(default=1, gt=0)
+    actor_num_cpus: float = Field(default=1.0, gt=0)
+    torch_threads: int | None = Field(default=None, gt=0)
+    decode_num_cpus: float = Field(default=1.0, gt=0)
+    decode_concurrency: int | None = Field(default=None, gt=0)
+    decode_memory_bytes: int = Field(default=1024**3, gt=0)
+    decode_batch_size: int = Field(default=8, gt=0)
+    rows_per_block: int = Field(default=32, gt=0)
+    write_batch_size: int = Field(default=32, gt=0)
+    max_pixels: int | None = Field(default=None, gt=0)
+    max_file_bytes: int = Field(default=256 * 1024**2, gt=0)
+    limit: int | None = Field(default=None, gt=0)
+    device: str = "auto"
+    precision: str = Field(default="auto", pattern=r"^(auto|fp32|fp16|bf16)$")
+
+    def model_batch_size(self, spec: ModelSpec) -> int:
+        """Images per model call: this config, else the spec's ``batch_size`` param, else 8."""
+        if self.batch_size is not None:
+            return self.batch_size
+        value = spec.params.get("batch_size", DEFAULT_BATCH_SIZE)
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(
+                f"model {spec.name!r}: params.batch_size must be a positive integer, got {value!r}"
+            )
+        return value
+
+    def resolved_max_pixels(self, settings: Settings) -> int:
+        return self.max_pixels if self.max_pixels is not None else settings.max_image_pixels
+
+
+def default_config_path(settings: Settings) -> Path:
+    return settings.config_dir / JOB_CONFIG_NAME
+
+
+def load_prelabel_config(path: Path | None, **overrides: Any) -> PrelabelConfig:
+    """Read ``path`` (``None`` or a missing default file: all defaults) plus overrides.
+
+    ``overrides`` whose value is ``None`` are ignored, so CLI options that were
+    not given do not erase the file's values.
+    """
+    data = read_yaml(path) if path is not None else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    source = str(path) if path is not None else "prelabel job config"
+    try:
+        return PrelabelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from exc
+
+
+def config_for_job(
+    settings: Settings, job_config_path: Path | None, **overrides: Any
+) -> PrelabelConfig:
+    """The explicit file if given (it must exist), else ``<config_dir>/jobs/prelabel.yaml``
+    when present, else defaults."""
+    if job_config_path is None:
+        default = default_config_path(settings)
+        job_config_path = default if default.is_file() else None
+    return load_prelabel_config(job_config_path, **overrides)

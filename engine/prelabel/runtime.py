@@ -1,0 +1,129 @@
+"""Start or join a Ray cluster for a pre-label job.
+
+``ray_session(settings)`` connects to ``settings.ray_address`` (or the
+``RAY_ADDRESS`` environment variable) when one is set; otherwise it starts an
+embedded single-node cluster sized from the settings, listening on loopback
+only, with its temp files under the data dir. A Ray session that is already
+running in this process is reused and left running.
+
+Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported: with it
+set to ``0`` every Ray server binds ``127.0.0.1`` instead of all interfaces.
+The variable is set only here, just before Ray is imported and started, and
+restored afterwards (Ray's child processes keep the value they started with).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Ray puts unix sockets at <temp>/session_<date>_<pid>/sockets/plasma_store (about
+# 62 characters below <temp>); a unix socket path must stay under 108 bytes.
+MAX_TEMP_DIR_CHARS = 40
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def ray_temp_dir(settings: Settings) -> Path:
+    """``<data_dir>/ray`` when short enough for Ray's socket paths, else a short
+    per-data-dir folder under the system temp dir."""
+    preferred = (settings.data_dir / "ray").expanduser().resolve()
+    if len(str(preferred)) <= MAX_TEMP_DIR_CHARS:
+        return preferred
+    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"le-ray-{digest}"
+
+
+def cluster_address(settings: Settings) -> str | None:
+    """The cluster to join: ``settings.ray_address``, else ``$RAY_ADDRESS``, else none."""
+    return settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def start_local_ray(settings: Settings) -> None:
+    """Start an embedded Ray node: loopback only, no dashboard, quiet workers."""
+    previous = os.environ.get(_LOOPBACK_ENV)
+    os.environ[_LOOPBACK_ENV] = "0"
+    try:
+        import ray
+        from ray._private import ray_constants
+
+        if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
+            # Ray was imported earlier, with the default: bind loopback anyway.
+            ray_constants.ENABLE_RAY_CLUSTER = False
+        temp_dir = ray_temp_dir(settings)
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        ray.init(
+            num_cpus=settings.ray_num_cpus or os.cpu_count() or 1,
+            object_store_memory=settings.ray_object_store_bytes,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _temp_dir=str(temp_dir),
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(_LOOPBACK_ENV, None)
+        else:
+            os.environ[_LOOPBACK_ENV] = previous
+
+
+def ray_running() -> bool:
+    """Whether this process is connected to Ray (without importing Ray)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
+def connect_ray(address: str) -> None:
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+
+
+@dataclass(frozen=True)
+class RaySession:
+    """What a job needs to know about the cluster it runs on."""
+
+    resources: dict[str, float]
+    embedded: bool  # True: a single-node cluster this process started (sizes are final)
+
+    @property
+    def cpus(self) -> float:
+        return float(self.resources.get("CPU", 0.0))
+
+    @property
+    def gpus(self) -> float:
+        return float(self.resources.get("GPU", 0.0))
+
+
+@contextmanager
+def ray_session(settings: Settings) -> Iterator[RaySession]:
+    """Ensure Ray is up for the duration of the block.
+
+    Shuts Ray down afterwards only if this call started or joined it.
+    """
+    owned = not ray_running()
+    address = cluster_address(settings)
+    if owned:
+        if address:
+            log.info("joining Ray cluster at %s", address)
+            connect_ray(address)
+        else:
+            start_local_ray(settings)
+    import ray
+
+    try:
+        resources = {k: float(v) for k, v in ray.cluster_resources().items()}
+        yield RaySession(resources=resources, embedded=len(ray.nodes()) == 1 and not address)
+    finally:
+        if owned:
+            ray.shutdown()

@@ -1,0 +1,407 @@
+"""Pre-label job parts without a Ray cluster: config, codec, scoring, stages, planning, writes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.config import REPO_CONFIG_DIR, ConfigError, ModelSpec, Settings, load_settings
+from engine.ingest import ingest
+from engine.jobs import create_job, get_job, job_errors
+from engine.prelabel.codec import decode_prediction, encode_prediction
+from engine.prelabel.config import PrelabelConfig, load_prelabel_config
+from engine.prelabel.job import (
+    create_prelabel_job,
+    job_inputs,
+    plan_items,
+    predicted_by_job,
+    write_batch,
+)
+from engine.prelabel.pipeline import check_resources, torch_threads
+from engine.prelabel.runtime import (
+    MAX_TEMP_DIR_CHARS,
+    RaySession,
+    cluster_address,
+    ray_temp_dir,
+)
+from engine.prelabel.scoring import item_score
+from engine.prelabel.stages import Predictor, decode_batch
+from engine.store import NotFoundError, Store
+from engine.types import Box, Item, Mask, Prediction, Span, Suggestion
+
+TINY_SPEC = (
+    "name: tiny\nfamily: yolo\nparams:\n  arch_yaml: yolo11n.yaml\n"
+    "  imgsz_px: 128\n  max_det: 10\n  batch_size: 4\n"
+)
+
+
+def _objects(values: Sequence[object]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
+def _prediction(item_id: str, rows: list[list[float]], *, version: str = "v1") -> Prediction:
+    probs = np.asarray(rows, dtype=np.float32).reshape(len(rows), 3)
+    suggestions = tuple(
+        Suggestion(
+            label=f"c{int(r.argmax())}",
+            score=float(r.max()),
+            region=Box(1.0, 2.0, 30.0 + i, 40.0),
+            model_name="m",
+            model_version=version,
+            attributes={"class_index": np.int64(r.argmax())},
+        )
+        for i, r in enumerate(probs)
+    )
+    return Prediction(
+        item_id=item_id,
+        model_name="m",
+        model_version=version,
+        suggestions=suggestions,
+        probs=probs,
+        class_names=("c0", "c1", "c2"),
+    )
+
+
+@pytest.fixture
+def tiny_settings(tmp_path: Path) -> Settings:
+    (tmp_path / "configs" / "models").mkdir(parents=True)
+    (tmp_path / "configs" / "models" / "tiny.yaml").write_text(TINY_SPEC, encoding="utf-8")
+    return load_settings(
+        data_dir=tmp_path / "data",
+        data_roots=[tmp_path],
+        config_dir=tmp_path / "configs",
+        api_token="t",
+    )
+
+
+@pytest.fixture
+def tiny_store(tiny_settings: Settings) -> Store:
+    return Store(tiny_settings.resolved_database_url)
+
+
+def _write_images(folder: Path, count: int, rng: np.random.Generator) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        shape = (int(rng.integers(40, 90)), int(rng.integers(40, 90)), 3)
+        path = folder / f"img{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+# -- config ------------------------------------------------------------------------
+
+
+def test_shipped_job_config_matches_the_defaults() -> None:
+    loaded = load_prelabel_config(REPO_CONFIG_DIR / "jobs" / "prelabel.yaml")
+    assert loaded == PrelabelConfig()
+
+
+def test_unknown_key_and_bad_type_name_the_key_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("batch_sise: 4\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"job\.yaml: unknown key 'batch_sise'"):
+        load_prelabel_config(path)
+    path.write_text("actor_num_cpus: lots\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"job\.yaml: key 'actor_num_cpus'"):
+        load_prelabel_config(path)
+
+
+def test_overrides_win_and_none_overrides_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("limit: 7\nactor_num_cpus: 0.5\n", encoding="utf-8")
+    config = load_prelabel_config(path, limit=None, write_batch_size=3)
+    assert (config.limit, config.actor_num_cpus, config.write_batch_size) == (7, 0.5, 3)
+
+
+def test_model_batch_size_comes_from_config_then_spec_then_default() -> None:
+    spec = ModelSpec(name="m", family="yolo", params={"batch_size": 5})
+    assert PrelabelConfig().model_batch_size(spec) == 5
+    assert PrelabelConfig(batch_size=2).model_batch_size(spec) == 2
+    assert PrelabelConfig().model_batch_size(ModelSpec(name="m", family="yolo")) == 8
+    with pytest.raises(ConfigError, match="batch_size"):
+        PrelabelConfig().model_batch_size(
+            ModelSpec(name="m", family="yolo", params={"batch_size": 0})
+        )
+
+
+# -- scoring and codec -------------------------------------------------------------
+
+
+def test_item_score_is_one_minus_the_top_class_probability() -> None:
+    assert item_score(_prediction("a", [[0.1, 0.7, 0.2], [0.05, 0.3, 0.4]])) == pytest.approx(0.3)
+    assert item_score(_prediction("b", [])) == 1.0
+
+
+def test_codec_round_trip_keeps_every_field() -> None:
+    original = _prediction("a", [[0.1, 0.7, 0.2], [0.5, 0.2, 0.1]])
+    mask = Mask(mask_rle="abc", height_px=50, width_px=60, box=Box(0, 0, 10, 10))
+    extra = (
+        Suggestion(label="c2", score=0.2, region=mask, model_name="m", model_version="v1"),
+        Suggestion(
+            label="x",
+            score=0.9,
+            region=Span(0, 3, "abc"),
+            model_name="other",
+            model_version="v9",
+            parent_index=0,
+        ),
+    )
+    original = Prediction(
+        item_id="a",
+        model_name="m",
+        model_version="v1",
+        suggestions=original.suggestions + extra,
+        probs=np.vstack([original.probs, [[0.0, 0.0, 0.2], [0.9, 0.0, 0.0]]]),
+        class_names=original.class_names,
+        embedding=np.arange(4, dtype=np.float32),
+        timings_ms={"forward_ms": 1.5},
+    )
+    decoded = decode_prediction(*encode_prediction(original))
+    assert decoded.suggestions == original.suggestions
+    assert [dict(s.attributes) for s in decoded.suggestions] == [
+        {k: int(v) for k, v in s.attributes.items()} for s in original.suggestions
+    ]
+    np.testing.assert_array_equal(decoded.probs, original.probs)
+    assert decoded.embedding is not None and original.embedding is not None
+    np.testing.assert_array_equal(decoded.embedding, original.embedding)
+    assert (decoded.item_id, decoded.class_names, dict(decoded.timings_ms)) == (
+        "a",
+        ("c0", "c1", "c2"),
+        {"forward_ms": 1.5},
+    )
+
+
+def test_codec_round_trip_of_an_empty_prediction() -> None:
+    decoded = decode_prediction(*encode_prediction(_prediction("e", [])))
+    assert decoded.suggestions == () and decoded.probs.shape == (0, 3)
+    assert decoded.embedding is None
+
+
+# -- stages ------------------------------------------------------------------------
+
+
+def test_decode_batch_turns_each_bad_file_into_an_error_row(tmp_path: Path) -> None:
+    good = _write_images(tmp_path / "ok", 1, np.random.default_rng(0))[0]
+    jpeg = tmp_path / "full.jpg"
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(jpeg)
+    (tmp_path / "trunc.jpg").write_bytes(jpeg.read_bytes()[:200])
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image", encoding="utf-8")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    outside.write_bytes(good.read_bytes())
+    uris = [
+        str(good),
+        *(str(tmp_path / n) for n in ("trunc.jpg", "zero.jpg", "text.jpg")),
+        str(outside),
+        str(tmp_path / "missing.png"),
+    ]
+    batch = {"item_id": _objects([f"i{k}" for k in range(len(uris))]), "uri": _objects(uris)}
+    out = decode_batch(batch, roots=[str(tmp_path)], max_pixels=10**6, max_file_bytes=10**6)
+    assert list(out["item_id"]) == list(batch["item_id"])
+    assert out["error"][0] == "" and out["image"][0].shape == np.asarray(Image.open(good)).shape
+    assert all(out["error"][1:]) and all(img.size == 0 for img in out["image"][1:])
+    assert "ImageDecodeError" in out["error"][1] and "0 bytes" in out["error"][2]
+    assert "outside the data roots" in out["error"][4] and "no such file" in out["error"][5]
+    small = decode_batch(batch, roots=[str(tmp_path)], max_pixels=100, max_file_bytes=10**6)
+    assert "max_pixels" in small["error"][0]
+
+
+def test_predictor_passes_errors_through_and_isolates_a_bad_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # what the actor sets; restored after
+    spec = ModelSpec.model_validate(
+        {
+            "name": "tiny",
+            "family": "yolo",
+            "params": {"arch_yaml": "yolo11n.yaml", "imgsz_px": 64, "max_det": 5},
+        }
+    )
+    predictor = Predictor(
+        spec.model_dump(mode="json"), "/nonexistent", device="cpu", torch_threads=1
+    )
+    rng = np.random.default_rng(1)
+    images = [
+        rng.integers(0, 256, (40, 50, 3), dtype=np.uint8),
+        np.zeros((0, 0, 3), np.uint8),  # a decode error row
+        np.zeros((30, 30), np.uint8),  # not HxWx3: the model rejects it
+        rng.integers(0, 256, (64, 32, 3), dtype=np.uint8),
+    ]
+    batch = {
+        "item_id": _objects(["a", "b", "c", "d"]),
+        "uri": _objects(["/a", "/b", "/c", "/d"]),
+        "image": _objects(images),
+        "error": _objects(["", "ImageDecodeError: bad", "", ""]),
+    }
+    out = predictor(batch)
+    assert list(out["item_id"]) == ["a", "b", "c", "d"]
+    assert out["error"][1] == "ImageDecodeError: bad"
+    assert "ValueError" in out["error"][2] and out["meta"][2] == ""
+    expected = predictor.model.predict([Item(item_id="a", kind="image", uri="/a")], [images[0]])[0]
+    for k, item_id in ((0, "a"), (3, "d")):
+        assert out["error"][k] == ""
+        prediction = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
+        assert prediction.item_id == item_id and prediction.model_name == "tiny"
+        assert out["score"][k] == pytest.approx(item_score(prediction))
+    got = decode_prediction(out["meta"][0], out["probs"][0], out["embedding"][0])
+    assert got.suggestions == expected.suggestions
+    np.testing.assert_allclose(got.probs, expected.probs, rtol=1e-5, atol=1e-6)
+
+
+# -- runtime sizing ----------------------------------------------------------------
+
+
+def test_ray_temp_dir_stays_short_for_unix_sockets(tmp_path: Path) -> None:
+    short = load_settings(data_dir=Path("/tmp/le"))
+    assert ray_temp_dir(short) == Path("/tmp/le/ray")
+    deep = load_settings(data_dir=tmp_path / ("x" * 60))
+    path = ray_temp_dir(deep)
+    assert len(str(path)) <= MAX_TEMP_DIR_CHARS and path != ray_temp_dir(short)
+    assert path == ray_temp_dir(deep)  # stable per data dir
+
+
+def test_cluster_address_prefers_settings_then_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster_address(load_settings()) is None
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert cluster_address(load_settings()) == "10.0.0.1:6379"
+    assert cluster_address(load_settings(ray_address="head:6379")) == "head:6379"
+
+
+def test_check_resources_refuses_actors_that_starve_decode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    embedded = RaySession(resources={"CPU": 2.0}, embedded=True)
+    check_resources(PrelabelConfig(actor_num_cpus=0.5, num_model_actors=2), embedded)
+    with pytest.raises(ConfigError, match="actor_num_cpus"):
+        check_resources(PrelabelConfig(actor_num_cpus=2.0), embedded)
+    gpus = RaySession(resources={"CPU": 16.0, "GPU": 1.0}, embedded=True)
+    with pytest.raises(ConfigError, match="1 GPU"):
+        check_resources(PrelabelConfig(num_model_actors=2), gpus)
+    remote = RaySession(resources={"CPU": 2.0}, embedded=False)
+    with caplog.at_level(logging.WARNING):
+        check_resources(PrelabelConfig(actor_num_cpus=2.0), remote)
+    assert "may scale up" in caplog.text
+
+
+def test_input_tables_hold_whole_blocks_of_whole_model_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.prelabel import pipeline
+
+    assert pipeline.block_rows(10, 4) == 12 and pipeline.block_rows(32, 8) == 32
+    monkeypatch.setattr(pipeline, "BLOCKS_PER_TABLE", 2)
+    todo = [{"item_id": f"i{k:03d}", "uri": f"/d/{k}.jpg"} for k in range(45)]
+    tables = pipeline.input_tables(todo, rows=12)
+    assert [table.num_rows for table in tables] == [24, 21]
+    assert [row for table in tables for row in table.to_pylist()] == todo
+    assert pipeline.input_tables([], 32) == []
+
+
+def test_torch_threads_split_the_cpus_over_cpu_actors() -> None:
+    cpu = RaySession(resources={"CPU": 8.0}, embedded=True)
+    assert torch_threads(PrelabelConfig(num_model_actors=3), cpu) == 2
+    assert torch_threads(PrelabelConfig(torch_threads=5), cpu) == 5
+    gpu = RaySession(resources={"CPU": 8.0, "GPU": 2.0}, embedded=True)
+    assert torch_threads(PrelabelConfig(), gpu) is None
+
+
+# -- jobs, planning, writes --------------------------------------------------------
+
+
+def test_create_job_records_config_spec_and_version(
+    tiny_store: Store, tiny_settings: Settings, tmp_path: Path
+) -> None:
+    job_yaml = tmp_path / "job.yaml"
+    job_yaml.write_text("write_batch_size: 3\n", encoding="utf-8")
+    job = create_prelabel_job(
+        tiny_store, tiny_settings, model_name="tiny", limit=4, job_config_path=job_yaml
+    )
+    assert (job.state, job.kind, job.model_name) == ("pending", "prelabel", "tiny")
+    assert job.model_version is not None and job.model_version.startswith("tiny-")
+    config, spec = job_inputs(get_job(tiny_store, job.job_id))
+    assert (config.limit, config.write_batch_size, spec.params["imgsz_px"]) == (4, 3, 128)
+    (tiny_settings.config_dir / "models" / "seg.yaml").write_text(
+        "name: seg\nfamily: sam\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="'sam' model"):
+        create_prelabel_job(tiny_store, tiny_settings, model_name="seg")
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        create_prelabel_job(tiny_store, tiny_settings, model_name="nope")
+    other = create_job(tiny_store, "export", {})
+    with pytest.raises(ValueError, match="not a 'prelabel' job"):
+        job_inputs(other)
+
+
+def test_plan_skips_predicted_items_and_limit_counts_the_jobs_own_work(
+    tiny_store: Store, tiny_settings: Settings, tmp_path: Path
+) -> None:
+    _write_images(tmp_path / "imgs", 6, np.random.default_rng(2))
+    ingest(tiny_store, str(tmp_path / "imgs"), tiny_settings.resolved_data_roots)
+    ids = [item.item_id for item in tiny_store.iter_items()]
+    todo, skipped = plan_items(tiny_store, "job-a", "v1", None)
+    assert [row["item_id"] for row in todo] == ids and skipped == 0
+    create_job(tiny_store, "prelabel", {}, job_id="job-a")
+    create_job(tiny_store, "prelabel", {}, job_id="job-b")
+    tiny_store.save_predictions([_prediction(ids[0], [])], [1.0], job_id="job-b")
+    tiny_store.save_predictions([_prediction(ids[1], [])], [1.0], job_id="job-a")
+    todo, skipped = plan_items(tiny_store, "job-a", "v1", 3)
+    assert [row["item_id"] for row in todo] == ids[2:4] and skipped == 2
+    assert predicted_by_job(tiny_store, "job-a", "v1") == 1
+    todo, skipped = plan_items(tiny_store, "job-a", "v2", None)  # another version: redo all
+    assert len(todo) == 6 and skipped == 0
+
+
+def test_write_batch_is_idempotent_and_records_errors_once(
+    tiny_store: Store, tiny_settings: Settings, tmp_path: Path
+) -> None:
+    _write_images(tmp_path / "imgs", 3, np.random.default_rng(3))
+    ingest(tiny_store, str(tmp_path / "imgs"), tiny_settings.resolved_data_roots)
+    a, b, c = (item.item_id for item in tiny_store.iter_items())
+    create_job(tiny_store, "prelabel", {}, job_id="job-w")
+    encoded = [encode_prediction(_prediction(i, [[0.2, 0.6, 0.1]])) for i in (a, b)]
+    batch = {
+        "item_id": _objects([a, b, c]),
+        "error": _objects(["", "", "ImageDecodeError: truncated"]),
+        "meta": _objects([e[0] for e in encoded] + [""]),
+        "probs": _objects([e[1] for e in encoded] + [b""]),
+        "embedding": _objects([e[2] for e in encoded] + [b""]),
+        "score": np.array([0.4, 0.4, 0.0]),
+    }
+    assert write_batch(tiny_store, "job-w", batch) == (2, 1)
+    assert write_batch(tiny_store, "job-w", batch) == (0, 1)
+    job = get_job(tiny_store, "job-w")
+    assert (job.done, job.failed, job.skipped) == (2, 2, 2)
+    assert tiny_store.count_predictions("v1") == 2
+    assert [(e.item_id, e.message) for e in job_errors(tiny_store, "job-w")] == [
+        (c, "ImageDecodeError: truncated")
+    ]
+    assert len(tiny_store.suggestions_for(a, model_version="v1")) == 1
+
+
+def test_failure_message_drops_terminal_colour_codes() -> None:
+    from engine.prelabel.job import failure_message
+
+    exc = RuntimeError("\x1b[36mray::MapWorker.__init__()\x1b[39m died\nAssetError: missing")
+    assert (
+        failure_message(exc) == "RuntimeError: ray::MapWorker.__init__() died\nAssetError: missing"
+    )
+
+
+def test_running_an_unknown_job_is_not_found(tiny_store: Store, tiny_settings: Settings) -> None:
+    from engine.prelabel.job import run_prelabel_job
+
+    with pytest.raises(NotFoundError):
+        run_prelabel_job(tiny_store, tiny_settings, "prelabel-missing")
