@@ -1,0 +1,294 @@
+"""HfTokenTagger on tiny BERTs built from config with a real fast WordPiece tokenizer."""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.config import REPO_CONFIG_DIR, ModelSpec, model_specs
+from engine.models.hf_ner import HfTokenTagger, build_hf_ner
+from engine.models.text_uncertainty import TextPrediction, TextTokens, text_item_score
+from engine.types import Item, Prediction, Span
+
+TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+HIDDEN = 32
+
+
+def tiny_tokenizer() -> Any:
+    """A BERT-style fast tokenizer (lowercase, accents stripped) over a tiny vocab."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = string.ascii_lowercase + string.digits
+    pieces = [*letters, *string.punctuation, *("##" + c for c in letters)]
+    words = ["paris", "new", "york", "the", "in", "anna"]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(specials + pieces + words))}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def tiny_bert(tokenizer: Any, tags: tuple[str, ...] = TAGS, seed: int = 0) -> Any:
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer.get_vocab()),
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(tags)),
+        label2id={t: i for i, t in enumerate(tags)},
+    )
+    return BertForTokenClassification(config).eval()
+
+
+def context_free_bert(tokenizer: Any, marked: dict[str, str]) -> Any:
+    """A tiny BERT whose tag depends only on the token: ``marked`` token -> tag, else ``O``.
+
+    Residual branches and position embeddings are zeroed so each layer is the
+    identity; each marked token gets its own direction, read by the classifier.
+    """
+    import torch
+
+    model = tiny_bert(tokenizer)
+    vocab = tokenizer.get_vocab()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".output.dense." in name or "position_embeddings" in name or "token_type" in name:
+                param.zero_()
+
+        def direction(k: int) -> torch.Tensor:
+            v = torch.zeros(HIDDEN)
+            v[2 * k], v[2 * k + 1] = 1.0, -1.0
+            return v
+
+        words = model.bert.embeddings.word_embeddings.weight
+        words[:] = direction(0)
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.weight[TAGS.index("O")] = 10 * direction(0)
+        for k, (token, tag) in enumerate(marked.items(), start=1):
+            words[vocab[token]] = direction(k)
+            model.classifier.weight[TAGS.index(tag)] += 10 * direction(k)
+    return model
+
+
+def forced_bert(tokenizer: Any, tag: str) -> Any:
+    """A tiny BERT that predicts ``tag`` for every token."""
+    import torch
+
+    model = tiny_bert(tokenizer)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.bias[TAGS.index(tag)] = 8.0
+    return model
+
+
+def tagger(model: Any, tokenizer: Any, **options: Any) -> HfTokenTagger:
+    return HfTokenTagger(model, tokenizer, name="tiny", version="v1", device="cpu", **options)
+
+
+def text_item(text: str, item_id: str = "t1") -> Item:
+    return Item(item_id=item_id, kind="text", text=text)
+
+
+def labeled_spans(prediction: Prediction) -> list[tuple[str, Span]]:
+    """``(label, span)`` of every suggestion; every region must be a ``Span``."""
+    out = [(s.label, s.region) for s in prediction.suggestions if isinstance(s.region, Span)]
+    assert len(out) == len(prediction.suggestions)
+    return out
+
+
+def word_table(prediction: Prediction) -> TextTokens:
+    assert isinstance(prediction, TextPrediction) and prediction.tokens is not None
+    return prediction.tokens
+
+
+@pytest.fixture(scope="module")
+def tok() -> Any:
+    return tiny_tokenizer()
+
+
+ODD_TEXT = "Héllo  wörld 😀   São Paulo,\tcafé!"
+
+
+def test_offsets_map_back_to_exact_substrings(tok: Any) -> None:
+    prediction = tagger(forced_bert(tok, "B-PER"), tok).predict([text_item(ODD_TEXT)])[0]
+    spans = [span for _, span in labeled_spans(prediction)]
+    assert [ODD_TEXT[s.start : s.end] for s in spans] == [
+        "Héllo", "wörld", "😀", "São", "Paulo", ",", "café", "!",
+    ]  # fmt: skip
+    assert all(s.text == ODD_TEXT[s.start : s.end] for s in spans)
+    assert {s.label for s in prediction.suggestions} == {"PER"}
+
+
+def test_inside_without_begin_opens_one_span_over_all_words(tok: Any) -> None:
+    prediction = tagger(forced_bert(tok, "I-LOC"), tok).predict([text_item(ODD_TEXT)])[0]
+    ((label, span),) = labeled_spans(prediction)
+    assert span.text == ODD_TEXT  # from the first word to the last, spaces kept
+    assert label == "LOC" and prediction.suggestions[0].score > 0.99
+    assert prediction.probs.shape == (1, len(TAGS))
+    assert prediction.probs[0].argmax() == TAGS.index("I-LOC")
+
+
+def test_windowing_merges_a_span_across_the_seam(tok: Any) -> None:
+    model = context_free_bert(tok, {"paris": "I-PER", "new": "B-LOC", "york": "I-LOC"})
+    text = "the in the " * 3 + "paris " * 9 + "the in new york the " + "in " * 5
+    whole = tagger(model, tok, max_length=128).predict([text_item(text)])[0]
+    windowed = tagger(model, tok, max_length=8, stride=2).predict([text_item(text)])[0]
+    expected = [("PER", " ".join(["paris"] * 9)), ("LOC", "new york")]
+    assert [(label, span.text) for label, span in labeled_spans(whole)] == expected
+    assert [(label, span.text) for label, span in labeled_spans(windowed)] == expected
+    np.testing.assert_allclose(word_table(windowed).probs, word_table(whole).probs, atol=1e-4)
+
+
+def test_batched_length_sorted_predictions_equal_one_by_one(tok: Any) -> None:
+    model = tiny_bert(tok, seed=3)
+    texts = ["anna in paris", "the " * 40 + "new york", "x", "São Paulo é grande " * 6]
+    items = [text_item(t, f"t{i}") for i, t in enumerate(texts)]
+    batched = tagger(model, tok, batch_size=3, max_length=32, stride=8).predict(items)
+    single = [tagger(model, tok, batch_size=1, max_length=32, stride=8).predict([it])[0]
+              for it in items]  # fmt: skip
+    assert [p.item_id for p in batched] == [it.item_id for it in items]
+    for a, b in zip(batched, single, strict=True):
+        np.testing.assert_allclose(word_table(a).probs, word_table(b).probs, atol=1e-5)
+        assert labeled_spans(a) == labeled_spans(b)
+
+
+@pytest.mark.parametrize("aggregation", ["first", "average", "max"])
+def test_word_rows_are_distributions_for_every_aggregation(tok: Any, aggregation: str) -> None:
+    tg = tagger(tiny_bert(tok, seed=1), tok, aggregation=aggregation)
+    prediction = tg.predict([text_item("Anna lives in Paris, France.")])[0]
+    table = word_table(prediction)
+    words = ["Anna", "lives", "in", "Paris", ",", "France", "."]
+    assert ["Anna lives in Paris, France."[a:b] for a, b in table.offsets_chars] == words
+    np.testing.assert_allclose(table.probs.sum(axis=1), 1.0, atol=1e-5)
+    assert 0.0 <= text_item_score(prediction) <= 1.0
+
+
+def test_sentences_without_entities_still_carry_uncertainty(tok: Any) -> None:
+    model = context_free_bert(tok, {"paris": "I-PER"})
+    prediction = tagger(model, tok).predict([text_item("Paris in. The the the.")])[0]
+    assert word_table(prediction).n_sentences == 2
+    assert [span.text for _, span in labeled_spans(prediction)] == ["Paris"]
+    assert text_item_score(prediction) < 0.05  # a sure model: every word near one-hot
+    unsure = tagger(tiny_bert(tok, seed=2), tok).predict([text_item("The the the.")])[0]
+    assert text_item_score(unsure) > 0.5  # random head: high entropy even with no entity
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_is_refused(tok: Any, text: str) -> None:
+    with pytest.raises(ValueError, match="empty text"):
+        tagger(tiny_bert(tok), tok).predict([text_item(text)])
+
+
+def test_text_over_max_chars_is_refused_with_the_limit(tok: Any) -> None:
+    with pytest.raises(ValueError, match="max_chars=50"):
+        tagger(tiny_bert(tok), tok, max_chars=50).predict([text_item("word " * 20)])
+
+
+def test_image_items_are_refused(tok: Any) -> None:
+    with pytest.raises(ValueError, match="reads text"):
+        tagger(tiny_bert(tok), tok).predict([Item("i", "image", uri="a.png")])
+
+
+def test_bad_options_are_refused(tok: Any) -> None:
+    model = tiny_bert(tok)
+    with pytest.raises(ValueError, match="aggregation"):
+        tagger(model, tok, aggregation="mean")
+    with pytest.raises(ValueError, match="stride"):
+        tagger(model, tok, max_length=8, stride=6)
+    with pytest.raises(ValueError, match="max_length"):
+        tagger(model, tok, max_length=1000)
+
+
+def test_missing_checkpoint_error_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ValueError, match="nowhere"):
+        HfTokenTagger.from_pretrained(missing)
+    with pytest.raises(ValueError, match="never downloaded"):
+        HfTokenTagger.from_pretrained("some-org/not-a-cached-model-xyz")
+
+
+def test_builder_loads_a_saved_checkpoint_under_the_models_dir(tok: Any, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "models" / "tiny-ner-v1"
+    tiny_bert(tok).save_pretrained(checkpoint)
+    tok.save_pretrained(checkpoint)
+    spec = ModelSpec(name="tiny-ner", family="hf-ner", params={"checkpoint": "tiny-ner-v1"})
+    model = build_hf_ner(spec, tmp_path / "models", "cpu", "auto")
+    assert model.version.startswith("tiny-ner-")
+    (prediction,) = model.predict([text_item("Anna in Paris")])
+    assert prediction.model_version == model.version
+    other = ModelSpec(name="tiny-ner", family="hf-ner", params={"checkpoint": "tiny-ner-v1",
+                                                                 "stride": 8})  # fmt: skip
+    assert build_hf_ner(other, tmp_path / "models", "cpu", "auto").version != model.version
+    with pytest.raises(ValueError, match="labelengine train ner"):
+        build_hf_ner(ModelSpec(name="x", family="hf-ner", params={"checkpoint": "gone"}),
+                     tmp_path / "models", "cpu", "auto")  # fmt: skip
+    with pytest.raises(ValueError, match="unknown param"):
+        build_hf_ner(ModelSpec(name="x", family="hf-ner", params={"checkpoint": "tiny-ner-v1",
+                                                                  "beam": 3}),
+                     tmp_path / "models", "cpu", "auto")  # fmt: skip
+
+
+@pytest.mark.gpu
+def test_half_precision_on_gpu_matches_fp32(tok: Any) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    model = tiny_bert(tok, seed=4)
+    items = [text_item("Anna lives in Paris, France.")]
+    fp32 = tagger(model, tok, precision="fp32").predict(items)[0]
+    gpu = HfTokenTagger(tiny_bert(tok, seed=4), tok, name="t", version="v", device="cuda")
+    half = gpu.predict(items)[0]
+    assert gpu.dtype in (torch.float16, torch.bfloat16)
+    np.testing.assert_allclose(word_table(half).probs, word_table(fp32).probs, atol=2e-2)
+
+
+def _models_dir() -> Path:
+    return Path(
+        os.environ.get("LABELENGINE_MODELS_DIR", "~/.cache/labelengine/models")
+    ).expanduser()
+
+
+def test_repo_spec_asks_for_training_when_the_model_is_missing(tmp_path: Path) -> None:
+    spec = model_specs(REPO_CONFIG_DIR)["minilm-ner"]
+    assert spec.family == "hf-ner" and spec.params["checkpoint"] == "minilm-ner"
+    with pytest.raises(ValueError, match="labelengine train ner"):
+        build_hf_ner(spec, tmp_path, "cpu", "auto")
+
+
+@pytest.mark.slow
+def test_trained_minilm_tags_people_and_places() -> None:
+    """The model `labelengine train ner` produced (skipped until it has been trained)."""
+    if not (_models_dir() / "minilm-ner").is_dir():
+        pytest.skip("no trained minilm-ner under the models dir; run `labelengine train ner`")
+    model = build_hf_ner(model_specs(REPO_CONFIG_DIR)["minilm-ner"], _models_dir(), "cpu", "auto")
+    text = "Angela Merkel met Emmanuel Macron in Paris on Tuesday."
+    (prediction,) = model.predict([text_item(text)])
+    found = {(label, span.text) for label, span in labeled_spans(prediction)}
+    assert {("PER", "Angela Merkel"), ("PER", "Emmanuel Macron"), ("LOC", "Paris")} <= found
+    assert 0.0 <= text_item_score(prediction) <= 1.0
