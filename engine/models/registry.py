@@ -54,7 +54,30 @@ def _build_yolo(spec: ModelSpec, models_dir: Path, device: str, precision: str) 
     )
 
 
-BUILDERS: dict[str, Builder] = {"yolo": _build_yolo}
+def _build_sam(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
+    from engine.models.sam_segmenter import SamSegmenter
+
+    return SamSegmenter.from_spec(spec, models_dir, device, precision)
+
+
+def _build_hf_ner(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
+    from engine.models.hf_ner import build_hf_ner
+
+    return build_hf_ner(spec, models_dir, device, precision)
+
+
+def _build_spacy(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
+    from engine.models.spacy_ner import build_spacy
+
+    return build_spacy(spec, models_dir, device, precision)
+
+
+BUILDERS: dict[str, Builder] = {
+    "yolo": _build_yolo,
+    "sam": _build_sam,
+    "hf-ner": _build_hf_ner,
+    "spacy": _build_spacy,
+}
 
 
 def build_model(
