@@ -71,7 +71,7 @@ class SamSegmenter(BaseModel):
         compile_encoder: bool = False,
         cache: EmbeddingCache | None = None,
         cache_max_bytes: int = 512 * 1024**2,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         name: str = "sam",
         version: str | None = None,
         weights_sha256: str | None = None,
@@ -81,7 +81,7 @@ class SamSegmenter(BaseModel):
 
         from engine.models.sam_decoder import FastMaskDecoder
 
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise ValueError(f"SAM checkpoint not found: {checkpoint}")
@@ -91,7 +91,8 @@ class SamSegmenter(BaseModel):
         self.version = version or _version(variant, checkpoint, tiny, seed, weights_sha256)
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, precision)
-        self.batch_size = batch_size
+        # CPU: batching only adds memory traffic (LiteMedSAM's first stage runs at 256 px).
+        self.batch_size = batch_size or (8 if self.device.startswith("cuda") else 1)
         self.sam = build_sam(variant, checkpoint, tiny=tiny, seed=seed).to(self.device)
         self.img_size = int(self.sam.image_encoder.img_size)
         self.mask_threshold = float(self.sam.mask_threshold)
