@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from engine.ingest import ingest
 from engine.jobs import JobRecord, get_job, job_errors
 from engine.prelabel.config import PrelabelConfig
 from engine.prelabel.job import create_prelabel_job, run_prelabel_job
-from engine.prelabel.runtime import RaySession, ray_running, start_local_ray
+from engine.prelabel.runtime import RaySession, ray_running, ray_temp_dir, start_local_ray
 from engine.store import Store
 
 pytestmark = pytest.mark.slow
@@ -107,12 +108,14 @@ def ray_cluster(base: Path) -> Iterator[None]:
     """One embedded Ray node for the module; jobs reuse it and leave it running."""
     if ray_running():
         pytest.skip("a Ray session is already running in this process")
-    start_local_ray(_settings(base, "ray"))
+    settings = _settings(base, "ray")
+    start_local_ray(settings)
     yield
     import ray
 
     ray.shutdown()
     assert not ray_running()
+    shutil.rmtree(ray_temp_dir(settings), ignore_errors=True)
 
 
 def _store(base: Path, name: str, folder: str = "photos") -> tuple[Store, Settings]:
@@ -335,6 +338,7 @@ def test_sigkill_midway_then_resume_gives_every_item_exactly_one_prediction(
         leftovers = _reap_group(proc.pid)
         if proc.stdout:
             proc.stdout.close()
+    shutil.rmtree(ray_temp_dir(settings), ignore_errors=True)  # the subprocess's Ray files
     assert not leftovers, f"Ray processes outlived the killed driver: {leftovers}"
 
     written_before = store.count_predictions(version)
