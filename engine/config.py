@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     ray_object_store_bytes: int = Field(default=512 * 1024**2, gt=0)
     lease_seconds: float = Field(default=600.0, gt=0)
     default_detector: str = "yolo11n"
+    interactive_model: str = "litemedsam"
 
     @classmethod
     def settings_customise_sources(

@@ -148,6 +148,12 @@ class Store:
             raise NotFoundError(f"item {item_id!r} not found")
         return _item(row)
 
+    def content_sha256(self, item_id: str) -> str | None:
+        """The sha256 recorded at ingest (``None`` for items ingested without one)."""
+        query = select(t.items.c.content_sha256).where(t.items.c.item_id == item_id)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
     def list_items(
         self, *, offset: int = 0, limit: int = 100, kind: str | None = None
     ) -> list[Item]:

@@ -284,6 +284,8 @@ def test_openapi_lists_every_route_with_models(client: TestClient) -> None:
         ("/jobs", "post"),
         ("/jobs/{job_id}", "get"),
         ("/jobs/{job_id}/errors", "get"),
+        ("/interactive/segment", "post"),
+        ("/interactive/stats", "get"),
     }
     found = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert found == expected

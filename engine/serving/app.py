@@ -18,8 +18,9 @@ from fastapi import Depends, FastAPI
 from engine.config import Settings
 from engine.serving.deps import require_token
 from engine.serving.errors import install_error_handlers
+from engine.serving.interactive import InteractiveSegmenter
 from engine.serving.launcher import JobLauncher
-from engine.serving.routes import feedback, health, items, jobs, queue, suggestions
+from engine.serving.routes import feedback, health, interactive, items, jobs, queue, suggestions
 from engine.serving.schemas import ErrorOut, ValidationErrorOut
 from engine.store import Store
 
@@ -42,6 +43,7 @@ TAGS = [
     {"name": "feedback", "description": "Editors' accept / edit / reject / skip decisions."},
     {"name": "queue", "description": "Items leased to annotators, most useful first."},
     {"name": "jobs", "description": "Background pre-label jobs and their progress."},
+    {"name": "interactive", "description": "Click-to-segment: cached embedding, decoder only."},
 ]
 
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -57,8 +59,14 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    """Build the API. A given ``store`` is used as is and left open at shutdown."""
+def create_app(
+    settings: Settings, store: Store | None = None, segmenter: InteractiveSegmenter | None = None
+) -> FastAPI:
+    """Build the API. A given ``store`` is used as is and left open at shutdown.
+
+    The segmenter for ``/interactive`` is built from ``settings.interactive_model``
+    on first use unless one is given.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,11 +90,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_bytes = settings.token().encode("utf-8")
+    app.state.segmenter = segmenter or InteractiveSegmenter(settings)
     if store is not None:
         _attach_store(app, settings, store)
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (items, suggestions, feedback, queue, jobs):
+    for module in (items, suggestions, feedback, queue, jobs, interactive):
         app.include_router(
             module.router, dependencies=[Depends(require_token)], responses=AUTH_RESPONSES
         )

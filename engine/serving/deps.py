@@ -13,6 +13,7 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.config import Settings
+from engine.serving.interactive import InteractiveSegmenter
 from engine.serving.launcher import JobLauncher
 from engine.store import Store
 
@@ -39,6 +40,11 @@ def get_store(request: Request) -> Store:
 def get_launcher(request: Request) -> JobLauncher:
     launcher: JobLauncher = request.app.state.launcher
     return launcher
+
+
+def get_segmenter(request: Request) -> InteractiveSegmenter:
+    segmenter: InteractiveSegmenter = request.app.state.segmenter
+    return segmenter
 
 
 def get_annotator(
@@ -76,3 +82,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
 AnnotatorDep = Annotated[str, Depends(get_annotator)]
+SegmenterDep = Annotated[InteractiveSegmenter, Depends(get_segmenter)]

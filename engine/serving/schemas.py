@@ -357,3 +357,42 @@ class FieldErrorOut(BaseModel):
 
 class ValidationErrorOut(ErrorOut):
     errors: list[FieldErrorOut] = Field(description="each invalid field of the request")
+
+
+class SegmentIn(_In):
+    item_id: str = Field(min_length=1, max_length=128)
+    points_xy: list[tuple[float, float]] | None = Field(
+        default=None, max_length=64, description="click positions in image pixels"
+    )
+    point_labels: list[Literal[0, 1]] | None = Field(
+        default=None, max_length=64, description="1 = positive (inside), 0 = negative"
+    )
+    box_xyxy: tuple[float, float, float, float] | None = Field(
+        default=None, description="box prompt in image pixels"
+    )
+    multimask: bool = Field(default=False, description="three candidate masks, best first")
+
+
+class SegmentMaskOut(BaseModel):
+    mask_rle: str = Field(description="COCO compressed RLE counts (pycocotools), size = size_hw")
+    size_hw: tuple[int, int]
+    box_xyxy: tuple[float, float, float, float]
+    polygons_xy: list[list[tuple[float, float]]] = Field(description="outer contours, pixels")
+    area_px: int
+    predicted_iou: float
+    stability_score: float
+    multimask_disagreement: float | None = None
+
+
+class SegmentOut(BaseModel):
+    item_id: str
+    model_version: str
+    prompt: str = Field(
+        description="what the model was given: points, box, points+box, "
+        "derived_box:detector (smallest detector box around the click) or "
+        "derived_box:default (a square around the click)"
+    )
+    prompt_box_xyxy: tuple[float, float, float, float] | None
+    masks: list[SegmentMaskOut]
+    encode_ms: float | None = Field(description="null when the embedding was cached")
+    decode_ms: float

@@ -1,0 +1,77 @@
+"""``POST /interactive/segment``: a click (or box) in, a mask out, decoder only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from engine.serving.deps import SegmenterDep, StoreDep
+from engine.serving.interactive import SegmentRequest
+from engine.serving.schemas import ErrorOut, SegmentIn, SegmentMaskOut, SegmentOut
+
+router = APIRouter(prefix="/interactive", tags=["interactive"])
+
+
+@router.post(
+    "/segment",
+    response_model=SegmentOut,
+    summary="Segment from a click or a box",
+    description="Points (``points_xy`` + ``point_labels``) and / or a ``box_xyxy`` in image "
+    "pixels. The image is encoded once per model version and cached; later clicks run only "
+    "the mask decoder (``encode_ms`` is null then). A box-trained model turns a click into "
+    "a box: the smallest stored detector box around it, else a square around the click; "
+    "``prompt`` says which.",
+    responses={
+        404: {"model": ErrorOut, "description": "no such item"},
+        422: {"model": ErrorOut, "description": "empty or out-of-bounds prompt"},
+    },
+)
+def segment(body: SegmentIn, store: StoreDep, segmenter: SegmenterDep) -> SegmentOut:
+    if body.points_xy is None and body.box_xyxy is None:
+        raise ValueError("give points_xy (with point_labels) or box_xyxy: the prompt is empty")
+    result = segmenter.segment(
+        store,
+        SegmentRequest(
+            item_id=body.item_id,
+            points_xy=body.points_xy,
+            point_labels=body.point_labels,
+            box_xyxy=body.box_xyxy,
+            multimask=body.multimask,
+        ),
+    )
+    from engine.formats.geometry import mask_polygons_xy
+
+    masks = []
+    for mask in result.masks:
+        region = mask.to_region()
+        masks.append(
+            SegmentMaskOut(
+                mask_rle=region.mask_rle,
+                size_hw=(region.height_px, region.width_px),
+                box_xyxy=region.box.box_xyxy,
+                polygons_xy=[
+                    [(float(x), float(y)) for x, y in poly]
+                    for poly in mask_polygons_xy(mask.mask, simplify_px=1.0)
+                ],
+                area_px=mask.area_px,
+                predicted_iou=mask.predicted_iou,
+                stability_score=mask.stability_score,
+                multimask_disagreement=mask.multimask_disagreement,
+            )
+        )
+    first = result.masks[0]
+    return SegmentOut(
+        item_id=body.item_id,
+        model_version=result.model_version,
+        prompt=first.prompt,
+        prompt_box_xyxy=first.prompt_box_xyxy,
+        masks=masks,
+        encode_ms=result.encode_ms,
+        decode_ms=result.decode_ms,
+    )
+
+
+@router.get("/stats", summary="Segmenter cache counters")
+def stats(segmenter: SegmenterDep) -> dict[str, Any]:
+    return segmenter.stats()
