@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (both sides)")
     args = parser.parse_args()
     if args.threads:

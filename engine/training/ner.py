@@ -219,7 +219,7 @@ def evaluate_ner(
     sentences: Sequence[TaggedSentence],
     *,
     device: str = "cpu",
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Entity-level precision / recall / F1 per type (and ``micro``) on tagged sentences."""
     from engine.models.hf_ner import HfTokenTagger
@@ -249,7 +249,7 @@ def save_model(
     config: NerTrainConfig,
 ) -> tuple[Path, str]:
     """Write ``<name>-<version>/`` atomically (temp dir + rename); returns it and the version."""
-    from engine.models.hf_ner import checkpoint_sha256
+    from engine.models.ner_checkpoint import checkpoint_sha256
 
     models_dir = Path(models_dir).expanduser()
     models_dir.mkdir(parents=True, exist_ok=True)
