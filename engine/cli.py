@@ -148,6 +148,35 @@ def top(
     )
 
 
+train_app = typer.Typer(no_args_is_help=True, help="Train models from labeled data.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("ner")
+def train_ner(
+    source: Annotated[str, typer.Option(help="conll2003 or store (reviewed spans)")] = "conll2003",
+    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    max_train_sentences: Annotated[int | None, typer.Option(min=1)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fine-tune the bundled MiniLM encoder for entities, as a job; prints F1 per type."""
+    from engine.store import Store
+    from engine.training.ner import create_ner_training_job, run_ner_training_job
+
+    settings = _settings(config)
+    store = Store(settings.resolved_database_url)
+    options = {"source": source, "epochs": epochs, "max_train_sentences": max_train_sentences}
+    try:
+        job = create_ner_training_job(store, options)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"training job {job.job_id}")
+    job = run_ner_training_job(store, settings, job.job_id)
+    console.print(f"job {job.job_id}: {job.state}: {job.message or ''}")
+    if job.state != "succeeded":
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def calibrate(
     target_precision: Annotated[float, typer.Option(min=0.5, max=1.0)] = 0.98,
