@@ -40,7 +40,7 @@ from engine.models.ner_decode import (
     word_offsets,
 )
 from engine.models.ner_windows import Window, length_batches, merge_windows, pad_batch, plan_windows
-from engine.models.text_uncertainty import TextPrediction, TextTokens, word_scores
+from engine.models.text_uncertainty import TextPrediction, TextTokens, text_of, word_scores
 from engine.models.versioning import model_version
 from engine.types import Item, Prediction, Span, Suggestion
 
@@ -254,17 +254,7 @@ class HfTokenTagger(BaseModel):
     # -- helpers ----------------------------------------------------------------
 
     def _text_of(self, item: Item, given: Any) -> str:
-        if item.kind != "text":
-            raise ValueError(f"item {item.item_id!r} is a {item.kind}; the NER tagger reads text")
-        text = given if given is not None else item.text
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"item {item.item_id!r} has empty text; nothing to tag")
-        if len(text) > self.max_chars:
-            raise ValueError(
-                f"item {item.item_id!r} has {len(text)} characters, over max_chars="
-                f"{self.max_chars}; split the text or raise the model's max_chars"
-            )
-        return text
+        return text_of(item, given, max_chars=self.max_chars)
 
     def _prediction(
         self, item: Item, text: str, enc: Encoded, token_probs: FloatArray

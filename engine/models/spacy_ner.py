@@ -32,7 +32,7 @@ import numpy as np
 
 from engine.config import ModelSpec
 from engine.models.base import BaseModel, pick_dtype
-from engine.models.text_uncertainty import TextPrediction
+from engine.models.text_uncertainty import TextPrediction, text_of
 from engine.models.versioning import config_hash
 from engine.types import Item, Prediction, Span, Suggestion
 
@@ -101,17 +101,7 @@ class SpacyTagger(BaseModel):
         return [self._prediction(item, doc) for item, doc in zip(items, raw, strict=True)]
 
     def _text_of(self, item: Item, given: Any) -> str:
-        if item.kind != "text":
-            raise ValueError(f"item {item.item_id!r} is a {item.kind}; the NER tagger reads text")
-        text = given if given is not None else item.text
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"item {item.item_id!r} has empty text; nothing to tag")
-        if len(text) > self.max_chars:
-            raise ValueError(
-                f"item {item.item_id!r} has {len(text)} characters, over max_chars="
-                f"{self.max_chars}; split the text or raise the model's max_chars"
-            )
-        return text
+        return text_of(item, given, max_chars=self.max_chars)
 
     def _prediction(self, item: Item, doc: Any) -> Prediction:
         suggestions = tuple(

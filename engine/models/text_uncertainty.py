@@ -29,12 +29,13 @@ is never turned into an uncertainty: for some backends it is a decision.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.sampling import Reduction, get_reduction, get_score, sentence_scores
-from engine.types import Prediction
+from engine.types import Item, Prediction
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.intp]
@@ -127,3 +128,21 @@ def _from_suggestions(
 
 def _unit(value: float) -> float:
     return float(min(max(float(value), 0.0), 1.0))
+
+
+def text_of(item: Item, given: Any, *, max_chars: int) -> str:
+    """The text a tagger reads: ``given`` (decoded input) or the item's own text.
+
+    Non-text items, empty text and text over ``max_chars`` are ``ValueError``.
+    """
+    if item.kind != "text":
+        raise ValueError(f"item {item.item_id!r} is a {item.kind}; the NER tagger reads text")
+    text = given if given is not None else item.text
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"item {item.item_id!r} has empty text; nothing to tag")
+    if len(text) > max_chars:
+        raise ValueError(
+            f"item {item.item_id!r} has {len(text)} characters, over max_chars="
+            f"{max_chars}; split the text or raise the model's max_chars"
+        )
+    return text
