@@ -32,12 +32,8 @@ def to_feedback(body: FeedbackIn, annotator: str, store: Store) -> Feedback:
     check_region_fits(item, region)
     model_version = body.model_version
     if body.suggestion_id is not None:
+        # Store.record_feedback refuses a suggestion of another item.
         suggestion = store.get_suggestion(body.suggestion_id)
-        if suggestion.item_id != item.item_id:
-            raise ValueError(
-                f"suggestion {body.suggestion_id} belongs to item {suggestion.item_id!r}, "
-                f"not {item.item_id!r}"
-            )
         model_version = model_version or suggestion.suggestion.model_version
     return Feedback(
         item_id=item.item_id,
