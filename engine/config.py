@@ -83,6 +83,19 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=600.0, gt=0)
     default_detector: str = "yolo11n"
     interactive_model: str = "litemedsam"
+    default_tagger: str = "spacy-sm"  # text projects (Label Studio /predict, text jobs)
+    # The server encodes the next few queued images in the background after /queue/next.
+    prefetch_items: int = Field(default=3, ge=0)
+    # A shared directory of embeddings (the embed job writes it, every server reads it).
+    embedding_cache_dir: Path | None = None
+    # Label Studio: where its /data/... media live, and the key used to fetch them.
+    label_studio_url: str | None = None
+    label_studio_api_key: str | None = None
+    # Extra http(s) hosts media may be fetched from (Label Studio's host is always allowed).
+    media_allowed_hosts: list[str] = Field(default_factory=list)
+    media_max_bytes: int = Field(default=64 * 1024**2, gt=0)
+    # HTTP Basic auth as Label Studio sends it: this user name, the API token as password.
+    basic_auth_user: str = "labelengine"
 
     @classmethod
     def settings_customise_sources(
