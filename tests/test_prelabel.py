@@ -334,12 +334,14 @@ def test_create_job_records_config_spec_and_version(
     )
     assert (job.state, job.kind, job.model_name) == ("pending", "prelabel", "tiny")
     assert job.model_version is not None and job.model_version.startswith("tiny-")
-    config, spec = job_inputs(get_job(tiny_store, job.job_id))
+    inputs = job_inputs(get_job(tiny_store, job.job_id))
+    config, spec = inputs.config, inputs.spec
     assert (config.limit, config.write_batch_size, spec.params["imgsz_px"]) == (4, 3, 128)
+    assert (inputs.models.kind, inputs.models.segmenter) == ("image", None)
     (tiny_settings.config_dir / "models" / "seg.yaml").write_text(
         "name: seg\nfamily: sam\n", encoding="utf-8"
     )
-    with pytest.raises(ConfigError, match="'sam' model"):
+    with pytest.raises(ConfigError, match=r"'sam' model.*--segmenter"):
         create_prelabel_job(tiny_store, tiny_settings, model_name="seg")
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         create_prelabel_job(tiny_store, tiny_settings, model_name="nope")

@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--job-id", help="run or resume this job")
     group.add_argument("--model", help="create a new job for this model, then run it")
+    parser.add_argument("--segmenter", help="with --model: chain this segmenter (boxes -> masks)")
     parser.add_argument("--limit", type=int, help="with --model: at most N items")
     parser.add_argument("--job-config", type=Path, help="with --model: job config YAML")
     return parser
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 store,
                 settings,
                 model_name=args.model,
+                segmenter_name=args.segmenter,
                 limit=args.limit,
                 job_config_path=args.job_config,
             ).job_id

@@ -38,9 +38,12 @@ class PrelabelConfig(BaseModel):
     limit: int | None = Field(default=None, gt=0)
     device: str = "auto"
     precision: str = Field(default="auto", pattern=r"^(auto|fp32|fp16|bf16)$")
+    mask_min_box_score: float = Field(default=0.25, ge=0.0, le=1.0)
+    mask_multimask: bool | None = None
+    max_text_chars: int = Field(default=1_000_000, gt=0)
 
     def model_batch_size(self, spec: ModelSpec) -> int:
-        """Images per model call: this config, else the spec's ``batch_size`` param, else 8."""
+        """Items per model call: this config, else the spec's ``batch_size`` param, else 8."""
         if self.batch_size is not None:
             return self.batch_size
         value = spec.params.get("batch_size", DEFAULT_BATCH_SIZE)

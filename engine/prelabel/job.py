@@ -1,13 +1,17 @@
 """The pre-label job: plan, run on Ray Data, write to the store, resume after a crash.
 
 A job is a store record (``engine.jobs``) holding the resolved job config and
-a snapshot of the model spec, so a job created by one process (the server)
-runs identically in another (``python -m engine.cli prelabel --job-id ID``).
+a snapshot of the model spec(s) and versions, so a job created by one process
+(the server) runs identically in another (``python -m engine.cli prelabel
+--job-id ID``). What it runs (a detector on images, optionally chained with a
+segmenter; a tagger on texts) is planned in ``engine.prelabel.plan``.
 
 Resume and no-duplicate rules:
 
 - An item that already has a prediction of the job's model version is skipped
-  (counted in ``skipped``), whichever job wrote it.
+  (counted in ``skipped``), whichever job wrote it. A chained job's version
+  names both models (``<detector>+<segmenter>-<mask settings>``), so a
+  detector-only prediction never counts as done for it, nor the reverse.
 - The driver writes each batch of predictions in one transaction; the store
   ignores an (item, model version) pair it already has, so a crash at any
   point loses at most the batches not yet committed, and a rerun redoes
@@ -27,18 +31,26 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
 
-from engine import schema as t
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, get_model_spec
 from engine.jobs import JobRecord, add_progress, create_job, get_job, record_errors, update_job
-from engine.models.registry import model_version
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.config import PrelabelConfig, config_for_job
+from engine.prelabel.plan import (
+    FAMILY_KINDS,
+    ModelPlan,
+    check_segmenter,
+    check_stored_version,
+    item_kind,
+    plan_items,
+    predicted_by_job,
+    resolve_version,
+)
 from engine.prelabel.stages import Batch, describe_error
 from engine.store import Store
 from engine.types import Prediction
@@ -46,9 +58,32 @@ from engine.types import Prediction
 log = logging.getLogger(__name__)
 
 JOB_KIND = "prelabel"
-DETECTOR_FAMILIES = frozenset({"yolo"})  # predict(items, images) with no prompt
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 ProgressCallback = Callable[[JobRecord], None]
+__all__ = [
+    "FAMILY_KINDS",
+    "JOB_KIND",
+    "JobInputs",
+    "create_prelabel_job",
+    "failure_message",
+    "job_inputs",
+    "plan_items",
+    "predicted_by_job",
+    "run_prelabel_job",
+    "write_batch",
+]
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """A job's stored config and model plan, validated again."""
+
+    config: PrelabelConfig
+    models: ModelPlan
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.models.spec
 
 
 def create_prelabel_job(
@@ -56,72 +91,82 @@ def create_prelabel_job(
     settings: Settings,
     *,
     model_name: str,
+    segmenter_name: str | None = None,
     limit: int | None = None,
     job_config_path: Path | None = None,
 ) -> JobRecord:
-    """Record a pending pre-label job with its resolved config and model version."""
+    """Record a pending pre-label job with its resolved config, specs and versions.
+
+    ``model_name``: a detector (image items) or a tagger (text items);
+    ``segmenter_name``: a segmenter that turns the detector's boxes into masks.
+    """
     spec = get_model_spec(settings, model_name)
-    if spec.family not in DETECTOR_FAMILIES:
-        raise ConfigError(
-            f"model {spec.name!r} is a {spec.family!r} model; a pre-label job runs an image "
-            f"model that needs no prompt: one of the families {sorted(DETECTOR_FAMILIES)}"
-        )
+    kind = item_kind(spec)
+    segmenter = None if segmenter_name is None else get_model_spec(settings, segmenter_name)
+    if segmenter is not None:
+        check_segmenter(spec, segmenter)
     config = config_for_job(settings, job_config_path, limit=limit)
     config.model_batch_size(spec)  # a bad spec batch_size fails now, not in a worker
+    models_dir = settings.resolved_models_dir
+    plan = ModelPlan(
+        spec=spec,
+        kind=kind,
+        version=resolve_version(spec, models_dir),
+        segmenter=segmenter,
+        segmenter_version=None if segmenter is None else resolve_version(segmenter, models_dir),
+        mask_min_box_score=config.mask_min_box_score,
+        mask_multimask=config.mask_multimask,
+    )
     stored = {
         "prelabel": config.model_dump(mode="json"),
         "model_spec": spec.model_dump(mode="json"),
+        "kind": kind,
+        "model_version_own": plan.version,
+        "segmenter_spec": None if segmenter is None else segmenter.model_dump(mode="json"),
+        "segmenter_version": plan.segmenter_version,
     }
     return create_job(
-        store, JOB_KIND, stored, model_name=spec.name, model_version=model_version(spec)
+        store, JOB_KIND, stored, model_name=plan.job_model_name, model_version=plan.job_version
     )
 
 
-def job_inputs(job: JobRecord) -> tuple[PrelabelConfig, ModelSpec]:
-    """The job's stored config and model spec, validated again."""
+def job_inputs(job: JobRecord) -> JobInputs:
+    """The job's stored config and model plan, validated again.
+
+    Jobs recorded before chaining and text existed (no ``kind`` / versions
+    stored) read as a spec-versioned model alone.
+    """
     if job.kind != JOB_KIND:
         raise ValueError(f"job {job.job_id!r} is a {job.kind!r} job, not a {JOB_KIND!r} job")
     source = f"job {job.job_id} config"
+    stored = job.config
     try:
-        config = PrelabelConfig.model_validate(job.config.get("prelabel", {}))
-        spec = ModelSpec.model_validate(job.config.get("model_spec"))
+        config = PrelabelConfig.model_validate(stored.get("prelabel", {}))
+        spec = ModelSpec.model_validate(stored.get("model_spec"))
+        raw_segmenter = stored.get("segmenter_spec")
+        segmenter = None if raw_segmenter is None else ModelSpec.model_validate(raw_segmenter)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from exc
-    if model_version(spec) != job.model_version:
+    own = str(stored.get("model_version_own") or job.model_version)
+    check_stored_version(spec, own, source)
+    seg_version = stored.get("segmenter_version")
+    if segmenter is not None:
+        check_stored_version(segmenter, str(seg_version), source)
+    plan = ModelPlan(
+        spec=spec,
+        kind=str(stored.get("kind") or item_kind(spec)),
+        version=own,
+        segmenter=segmenter,
+        segmenter_version=None if seg_version is None else str(seg_version),
+        mask_min_box_score=config.mask_min_box_score,
+        mask_multimask=config.mask_multimask,
+    )
+    if plan.job_version != job.model_version:
         raise ConfigError(
-            f"{source}: model spec gives version {model_version(spec)!r}, "
+            f"{source}: the stored models give version {plan.job_version!r}, "
             f"but the job records {job.model_version!r}"
         )
-    return config, spec
-
-
-def predicted_by_job(store: Store, job_id: str, version: str) -> int:
-    """How many predictions of ``version`` the job has written (in any run)."""
-    query = (
-        select(func.count())
-        .select_from(t.predictions)
-        .where(t.predictions.c.job_id == job_id, t.predictions.c.model_version == version)
-    )
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
-def plan_items(
-    store: Store, job_id: str, version: str, limit: int | None
-) -> tuple[list[dict[str, str]], int]:
-    """``(rows to do as {item_id, uri}, items skipped)`` for a run of the job."""
-    predicted = store.predicted_item_ids(version)
-    budget = None if limit is None else max(limit - predicted_by_job(store, job_id, version), 0)
-    todo: list[dict[str, str]] = []
-    skipped = 0
-    for item in store.iter_items(kind="image"):
-        if item.item_id in predicted:
-            skipped += 1
-        elif budget is not None and len(todo) >= budget:
-            break
-        elif item.uri is not None:
-            todo.append({"item_id": item.item_id, "uri": item.uri})
-    return todo, skipped
+    return JobInputs(config, plan)
 
 
 def run_prelabel_job(
@@ -140,9 +185,10 @@ def run_prelabel_job(
     job = get_job(store, job_id)
     notify = _notifier(store, job_id, on_progress)
     try:
-        config, spec = job_inputs(job)
+        inputs = job_inputs(job)
+        config = inputs.config
         version = str(job.model_version)
-        todo, skipped = plan_items(store, job_id, version, config.limit)
+        todo, skipped = plan_items(store, job_id, version, config.limit, inputs.models.kind)
         update_job(
             store,
             job_id,
@@ -155,7 +201,7 @@ def run_prelabel_job(
         )
         notify()
         if todo:
-            _execute(store, settings, job_id, todo, config, spec, notify)
+            _execute(store, settings, job_id, todo, config, inputs.models, notify)
     except BaseException as exc:
         cancelled = not isinstance(exc, Exception)
         if not cancelled:
@@ -199,16 +245,16 @@ def _execute(
     store: Store,
     settings: Settings,
     job_id: str,
-    todo: list[dict[str, str]],
+    todo: list[dict[str, Any]],
     config: PrelabelConfig,
-    spec: ModelSpec,
+    models: ModelPlan,
     notify: Callable[[], None],
 ) -> None:
     from engine.prelabel.pipeline import build_dataset
     from engine.prelabel.runtime import ray_session
 
     with ray_session(settings) as session:
-        dataset = build_dataset(todo, settings, config, spec, session)
+        dataset = build_dataset(todo, settings, config, models, session)
         # No driver-side prefetch: with it, each batch reaches the writer only after
         # the next ones arrived, so more finished work would be at risk in a crash.
         for batch in dataset.iter_batches(

@@ -1,5 +1,8 @@
 """The Ray Data plan of a pre-label job: items -> decode (CPU tasks) -> predict (actor pool).
 
+Decode reads images (``engine.prelabel.stages.decode_batch``) or texts
+(``engine.prelabel.text.decode_text_batch``) by the job's item kind.
+
 Nothing runs until the driver iterates the returned dataset; Ray Data then
 streams blocks through both stages at once, so decoding, transfer and model
 compute overlap, with backpressure bounded by the object store.
@@ -14,12 +17,15 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from engine.config import ConfigError, ModelSpec, Settings
 from engine.prelabel.config import PrelabelConfig
+from engine.prelabel.plan import ModelPlan
 from engine.prelabel.runtime import RaySession
-from engine.prelabel.stages import Predictor, decode_batch
+from engine.prelabel.stages import Batch, Predictor, decode_batch
+from engine.prelabel.text import decode_text_batch
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -69,36 +75,35 @@ def check_resources(config: PrelabelConfig, session: RaySession) -> None:
 
 
 def build_dataset(
-    todo: list[dict[str, str]],
+    todo: list[dict[str, Any]],
     settings: Settings,
     config: PrelabelConfig,
-    spec: ModelSpec,
+    models: ModelPlan | ModelSpec,
     session: RaySession,
 ) -> Dataset:
-    """The lazy dataset of predict-stage rows for ``todo`` (``{item_id, uri}`` rows)."""
+    """The lazy dataset of predict-stage rows for ``todo`` (rows of ``plan_items``).
+
+    ``models``: the job's ``ModelPlan`` (a bare ``ModelSpec`` means that model
+    alone, on the item kind of its family).
+    """
     import ray.data
 
+    plan = models if isinstance(models, ModelPlan) else ModelPlan.for_spec(models)
     check_resources(config, session)
     _quiet_data_context()
     gpus = uses_gpus(config, session)
-    batch_size = config.model_batch_size(spec)
+    batch_size = config.model_batch_size(plan.spec)
     # Blocks of exactly `rows` items (the last shorter): the unit that is scheduled,
     # streamed back and written, so a crash loses at most the blocks in flight.
     rows = block_rows(config.rows_per_block, batch_size)
     items = ray.data.from_arrow(input_tables(todo, rows)).repartition(
         target_num_rows_per_block=rows
     )
-    decode = functools.partial(
-        decode_batch,
-        roots=[str(r) for r in settings.resolved_data_roots],
-        max_pixels=config.resolved_max_pixels(settings),
-        max_file_bytes=config.max_file_bytes,
-    )
     # Decode tasks reserve RAM (`memory`), so the scheduler never runs more of them
     # than the node can hold. The differing resources also keep Ray Data from fusing
     # decode into the model actors, which would serialise the two stages.
     decoded = items.map_batches(
-        decode,
+        decode_stage(plan.kind, settings, config),
         batch_size=config.decode_batch_size,
         batch_format="numpy",
         num_cpus=config.decode_num_cpus,
@@ -113,12 +118,37 @@ def build_dataset(
         num_cpus=config.actor_num_cpus,
         num_gpus=1 if gpus else None,
         fn_constructor_kwargs={
-            "spec": spec.model_dump(mode="json"),
+            "spec": plan.spec.model_dump(mode="json"),
             "models_dir": str(settings.resolved_models_dir),
             "device": config.device,
             "precision": config.precision,
             "torch_threads": torch_threads(config, session),
+            "kind": plan.kind,
+            "segmenter_spec": None
+            if plan.segmenter is None
+            else plan.segmenter.model_dump(mode="json"),
+            "mask_min_box_score": plan.mask_min_box_score,
+            "mask_multimask": plan.mask_multimask,
+            "expected_version": plan.job_version,
         },
+    )
+
+
+def decode_stage(kind: str, settings: Settings, config: PrelabelConfig) -> Callable[[Batch], Batch]:
+    """The decode function for ``kind`` items, bound to the job's limits."""
+    roots = [str(r) for r in settings.resolved_data_roots]
+    if kind == "text":
+        return functools.partial(
+            decode_text_batch,
+            roots=roots,
+            max_text_chars=config.max_text_chars,
+            max_file_bytes=config.max_file_bytes,
+        )
+    return functools.partial(
+        decode_batch,
+        roots=roots,
+        max_pixels=config.resolved_max_pixels(settings),
+        max_file_bytes=config.max_file_bytes,
     )
 
 
@@ -127,7 +157,7 @@ def block_rows(rows_per_block: int, batch_size: int) -> int:
     return math.ceil(rows_per_block / batch_size) * batch_size
 
 
-def input_tables(todo: list[dict[str, str]], rows: int) -> list[pa.Table]:
+def input_tables(todo: list[dict[str, Any]], rows: int) -> list[pa.Table]:
     """``todo`` as a few large Arrow tables, each a whole number of ``rows``-row blocks.
 
     Putting one small table per block into the object store costs milliseconds
@@ -137,13 +167,9 @@ def input_tables(todo: list[dict[str, str]], rows: int) -> list[pa.Table]:
     import pyarrow as pa
 
     step = rows * BLOCKS_PER_TABLE
+    columns = list(todo[0]) if todo else []
     return [
-        pa.table(
-            {
-                "item_id": [row["item_id"] for row in todo[start : start + step]],
-                "uri": [row["uri"] for row in todo[start : start + step]],
-            }
-        )
+        pa.table({name: [row[name] for row in todo[start : start + step]] for name in columns})
         for start in range(0, len(todo), step)
     ]
 

@@ -15,11 +15,13 @@ def run_with_progress(
     settings: Settings,
     *,
     model: str,
+    segmenter: str | None = None,
     limit: int | None = None,
     job_id: str | None = None,
     console: Console | None = None,
 ) -> JobRecord:
-    """Create a job for ``model`` (or resume ``job_id``) and run it with a progress bar."""
+    """Create a job for ``model`` (chained with ``segmenter`` when given), or resume
+    ``job_id``, and run it with a progress bar."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -37,7 +39,9 @@ def run_with_progress(
     store = Store(settings.resolved_database_url)
     try:
         if job_id is None:
-            job_id = create_prelabel_job(store, settings, model_name=model, limit=limit).job_id
+            job_id = create_prelabel_job(
+                store, settings, model_name=model, segmenter_name=segmenter, limit=limit
+            ).job_id
         console.print(f"pre-label job [bold]{job_id}[/]")
         columns = (
             TextColumn("{task.description}"),

@@ -6,8 +6,10 @@ column batches. A bad item never raises: it becomes a row whose ``error``
 column says why, and later stages pass it through untouched. Neither needs a
 Ray cluster to run, so tests can call them directly.
 
-Columns after decode: ``item_id``, ``uri``, ``image`` (HxWx3 uint8; 0x0x3 on
-error), ``error`` ("" when fine). After predict: ``item_id``, ``error``,
+Columns after decode: ``item_id``, ``uri``, ``key``, ``image`` (HxWx3 uint8;
+0x0x3 on error), ``error`` ("" when fine); text items are decoded by
+``engine.prelabel.text.decode_text_batch`` (``item_id``, ``text``, ``error``).
+After predict: ``item_id``, ``error``,
 ``meta`` / ``probs`` / ``embedding`` (see ``engine.prelabel.codec``), ``score``.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,11 +26,14 @@ from engine.prelabel.codec import encode_prediction
 from engine.prelabel.scoring import item_score
 from engine.types import Item, Prediction
 
+if TYPE_CHECKING:
+    from engine.models.base import Model
+
 Batch = dict[str, np.ndarray]
 _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
-def _objects(values: Sequence[Any]) -> np.ndarray:
+def objects(values: Sequence[Any]) -> np.ndarray:
     """A 1-D object array (``np.array`` would stack equal-shaped images into 4-D)."""
     out = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
@@ -54,7 +59,10 @@ def decode_one(
 def decode_batch(
     batch: Batch, *, roots: Sequence[str], max_pixels: int, max_file_bytes: int
 ) -> Batch:
-    """Decode each row's image; a failure becomes that row's ``error``."""
+    """Decode each row's image; a failure becomes that row's ``error``.
+
+    Other input columns (``item_id``, ``uri``, ``key``...) pass through.
+    """
     root_paths = [Path(r) for r in roots]
     images: list[np.ndarray] = []
     errors: list[str] = []
@@ -69,16 +77,21 @@ def decode_batch(
         else:
             images.append(image)
             errors.append("")
-    return {
-        "item_id": batch["item_id"],
-        "uri": batch["uri"],
-        "image": _objects(images),
-        "error": _objects(errors),
-    }
+    return {**batch, "image": objects(images), "error": objects(errors)}
 
 
 class Predictor:
     """Holds one model (built once per actor) and predicts column batches.
+
+    ``kind`` says what rows hold: ``image`` (``image`` column, optional
+    ``key``) or ``text`` (``text`` column). With ``segmenter_spec`` the model
+    is a ``ChainedModel`` (detector boxes -> masks). ``expected_version`` is
+    the version the job recorded: a model that builds with another version
+    (weights or pipeline changed since the job was created) is refused, so a
+    job never mixes versions. Image predictions are scored by
+    ``engine.prelabel.scoring.item_score``, text ones by
+    ``engine.models.text_uncertainty.text_item_score`` (here, while the
+    tagger's per-word rows still exist; they are not stored).
 
     Meant to own its process (a Ray actor): it sets ``OMP_WAIT_POLICY=PASSIVE``
     (unless already set) before importing torch.
@@ -92,29 +105,45 @@ class Predictor:
         device: str = "auto",
         precision: str = "auto",
         torch_threads: int | None = None,
+        kind: str = "image",
+        segmenter_spec: dict[str, Any] | None = None,
+        mask_min_box_score: float = 0.25,
+        mask_multimask: bool | None = None,
+        expected_version: str | None = None,
     ) -> None:
-        from engine.config import ModelSpec
-        from engine.models.registry import build_model
-
         # Before torch loads OpenMP: idle intra-op threads sleep instead of spinning,
         # so they do not steal the cores that decode tasks and other actors need
         # (measured on a busy 2-core box: spinning made an image cost 3-8x the CPU).
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
+        if kind not in ("image", "text"):
+            raise ValueError(f"kind must be 'image' or 'text', got {kind!r}")
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
-        self.model = build_model(
-            ModelSpec.model_validate(spec), Path(models_dir), device=device, precision=precision
+        self.kind = kind
+        self.model = _build(
+            spec,
+            Path(models_dir),
+            device,
+            precision,
+            segmenter_spec,
+            mask_min_box_score=mask_min_box_score,
+            mask_multimask=mask_multimask,
         )
+        if expected_version is not None and self.model.version != expected_version:
+            raise RuntimeError(
+                f"model {self.model.name!r} now has version {self.model.version!r}, but the "
+                f"job was created for {expected_version!r} (its weights, checkpoint or "
+                "pipeline changed since); start a new job"
+            )
 
     def __call__(self, batch: Batch) -> Batch:
         ids = [str(i) for i in batch["item_id"]]
         errors = [str(e) for e in batch["error"]]
         ok = [k for k, error in enumerate(errors) if not error]
-        items = [Item(item_id=ids[k], kind="image", uri=str(batch["uri"][k])) for k in ok]
-        images = [batch["image"][k] for k in ok]
-        outcomes = self._predict(items, images)
+        items, inputs = self._inputs(batch, ids, ok)
+        outcomes = self._predict(items, inputs)
         n = len(ids)
         metas, probs, embeddings = [""] * n, [b""] * n, [b""] * n
         scores = [0.0] * n
@@ -123,36 +152,99 @@ class Predictor:
                 errors[k] = outcome
                 continue
             metas[k], probs[k], embeddings[k] = encode_prediction(outcome)
-            scores[k] = item_score(outcome)
+            scores[k] = self.score(outcome)
         return {
-            "item_id": _objects(ids),
-            "error": _objects(errors),
-            "meta": _objects(metas),
-            "probs": _objects(probs),
-            "embedding": _objects(embeddings),
+            "item_id": objects(ids),
+            "error": objects(errors),
+            "meta": objects(metas),
+            "probs": objects(probs),
+            "embedding": objects(embeddings),
             "score": np.asarray(scores, dtype=np.float64),
         }
 
-    def _predict(self, items: list[Item], images: list[np.ndarray]) -> list[Prediction | str]:
+    def score(self, prediction: Prediction) -> float:
+        """The item's queue score (see the class doc for the policy per kind)."""
+        if self.kind == "text":
+            from engine.models.text_uncertainty import text_item_score
+
+            return text_item_score(prediction)
+        return item_score(prediction)
+
+    def _inputs(self, batch: Batch, ids: list[str], ok: list[int]) -> tuple[list[Item], list[Any]]:
+        if self.kind == "text":
+            texts = [str(batch["text"][k]) for k in ok]
+            items = [Item(ids[k], "text", text=text) for k, text in zip(ok, texts, strict=True)]
+            return items, list(texts)
+        keys = batch.get("key")
+        items = [
+            Item(
+                ids[k],
+                "image",
+                uri=str(batch["uri"][k]),
+                metadata={"key": str(keys[k])} if keys is not None else {},
+            )
+            for k in ok
+        ]
+        return items, [batch["image"][k] for k in ok]
+
+    def _predict(self, items: list[Item], inputs: list[Any]) -> list[Prediction | str]:
         """Predict the batch; if it fails, retry item by item to isolate the bad one."""
         if not items:
             return []
         try:
-            return list(self._checked(items, images))
+            return list(self._checked(items, inputs))
         except Exception as exc:  # retried below, item by item
             if len(items) == 1:
                 return [describe_error(exc)]
         outcomes: list[Prediction | str] = []
-        for item, image in zip(items, images, strict=True):
+        for item, given in zip(items, inputs, strict=True):
             try:
-                outcomes.extend(self._checked([item], [image]))
+                outcomes.extend(self._checked([item], [given]))
             except Exception as exc:  # this item only
                 outcomes.append(describe_error(exc))
         return outcomes
 
-    def _checked(self, items: list[Item], images: list[np.ndarray]) -> list[Prediction]:
-        predictions = self.model.predict(items, images)
+    def _checked(self, items: list[Item], inputs: list[Any]) -> list[Prediction]:
+        predictions = self.model.predict(items, inputs)
         got = [p.item_id for p in predictions]
         if got != [item.item_id for item in items]:
             raise RuntimeError(f"model returned predictions for {got}, not for the batch's items")
         return predictions
+
+
+def _build(
+    spec: dict[str, Any],
+    models_dir: Path,
+    device: str,
+    precision: str,
+    segmenter_spec: dict[str, Any] | None,
+    *,
+    mask_min_box_score: float,
+    mask_multimask: bool | None,
+) -> Model:
+    """The job's model: the spec's, or the spec's detector chained with the segmenter."""
+    from engine.config import ModelSpec
+    from engine.models.registry import build_model
+
+    model = build_model(
+        ModelSpec.model_validate(spec), models_dir, device=device, precision=precision
+    )
+    if segmenter_spec is None:
+        return model
+    from engine.models.sam_segmenter import SamSegmenter
+    from engine.prelabel.chain import ChainedModel
+    from engine.prelabel.plan import chained_version
+
+    segmenter = build_model(
+        ModelSpec.model_validate(segmenter_spec), models_dir, device=device, precision=precision
+    )
+    if not isinstance(segmenter, SamSegmenter):
+        raise ValueError(f"segmenter {segmenter.name!r} is not a SamSegmenter")
+    version = chained_version(model.version, segmenter.version, mask_min_box_score, mask_multimask)
+    return ChainedModel(
+        model,
+        segmenter,
+        version=version,
+        min_box_score=mask_min_box_score,
+        multimask=mask_multimask,
+    )
