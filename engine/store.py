@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -33,6 +33,10 @@ class NotFoundError(LookupError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# A decision on a suggestion sets its status (skip leaves it as it is).
+_STATUS_OF_ACTION = {"accept": "accepted", "edit": "edited", "reject": "rejected"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,18 @@ class Store:
         query = select(t.items.c.content_sha256).where(t.items.c.item_id == item_id)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
+
+    def find_item_ids(
+        self, *, uri: str | None = None, text: str | None = None, limit: int = 2
+    ) -> list[str]:
+        """Ids of items whose ``uri`` or ``text`` equals the given one (a scan: for rare
+        look-ups by content, such as an editor's task without our item id)."""
+        if uri is None and text is None:
+            raise ValueError("find_item_ids needs a uri or a text")
+        column, value = (t.items.c.uri, uri) if uri is not None else (t.items.c.text, text)
+        query = select(t.items.c.item_id).where(column == value).order_by(t.items.c.item_id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.limit(limit)).scalars())
 
     def list_items(
         self, *, offset: int = 0, limit: int = 100, kind: str | None = None
@@ -363,7 +379,7 @@ class Store:
                 created_at=fb.created_at,
             )
         )
-        status = {"accept": "accepted", "edit": "edited", "reject": "rejected"}.get(fb.action)
+        status = _STATUS_OF_ACTION.get(fb.action)
         if fb.suggestion_id is not None and status is not None:
             conn.execute(
                 update(t.suggestions)
@@ -386,6 +402,51 @@ class Store:
         if row is None:
             return None
         return FeedbackRecord(row.feedback_id, False, _feedback(row))
+
+    def withdraw_feedback(self, key_prefix: str, *, keep_prefix: str | None = None) -> int:
+        """Delete the feedback whose client key starts with ``key_prefix`` (and not with
+        ``keep_prefix``) in one transaction; returns how many records went.
+
+        Items, predictions and suggestions stay. An affected suggestion's status
+        falls back to its latest remaining decision (``pending`` when none); an
+        affected item stays labeled only while it is machine-labeled or still has an
+        item-level decision other than ``skip``.
+        """
+        if not key_prefix:
+            raise ValueError("key_prefix must be non-empty: an empty one would withdraw everything")
+        f = t.feedback.c
+        where = [f.client_key.startswith(key_prefix, autoescape=True)]
+        if keep_prefix:
+            where.append(~f.client_key.startswith(keep_prefix, autoescape=True))
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(f.item_id, f.suggestion_id).where(*where)).all()
+            if not rows:
+                return 0
+            conn.execute(delete(t.feedback).where(*where))
+            for suggestion_id in {r.suggestion_id for r in rows if r.suggestion_id is not None}:
+                latest = conn.execute(
+                    select(f.action)
+                    .where(f.suggestion_id == suggestion_id, f.action.in_(list(_STATUS_OF_ACTION)))
+                    .order_by(f.feedback_id.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+                conn.execute(
+                    update(t.suggestions)
+                    .where(t.suggestions.c.suggestion_id == suggestion_id)
+                    .values(status=_STATUS_OF_ACTION.get(latest or "", "pending"))
+                )
+            for item_id in {r.item_id for r in rows if r.suggestion_id is None}:
+                decided = (
+                    select(f.feedback_id)
+                    .where(f.item_id == item_id, f.suggestion_id.is_(None), f.action != "skip")
+                    .exists()
+                )
+                conn.execute(
+                    update(t.items)
+                    .where(t.items.c.item_id == item_id)
+                    .values(labeled=or_(t.items.c.machine_labeled == true(), decided))
+                )
+        return len(rows)
 
     def feedback_for(self, item_id: str) -> list[FeedbackRecord]:
         with self.engine.connect() as conn:

@@ -1,6 +1,7 @@
 """Start background jobs as subprocesses and watch them until they exit.
 
-A job runs as ``python -m engine.cli prelabel --job-id ID`` with the server's
+A job runs as ``python -m engine.cli prelabel --job-id ID`` (a training job:
+``python -m engine.cli train ner --job-id ID``) with the server's
 settings passed through ``LABELENGINE_*`` variables, so the worker opens the
 same database, data roots and model folder. Its output goes to
 ``<data_dir>/jobs/<job_id>.log``. A worker that exits without bringing its
@@ -32,6 +33,11 @@ ArgvBuilder = Callable[[str], list[str]]
 def prelabel_argv(job_id: str) -> list[str]:
     """The worker command line of a pre-label job."""
     return [sys.executable, "-m", "engine.cli", "prelabel", "--job-id", job_id]
+
+
+def train_ner_argv(job_id: str) -> list[str]:
+    """The worker command line of a ``train-ner`` job."""
+    return [sys.executable, "-m", "engine.cli", "train", "ner", "--job-id", job_id]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -78,17 +84,18 @@ class JobLauncher:
     def log_path(self, job_id: str) -> Path:
         return self.settings.data_dir.expanduser().resolve() / "jobs" / f"{job_id}.log"
 
-    def start(self, job_id: str) -> int:
+    def start(self, job_id: str, argv_for: ArgvBuilder | None = None) -> int:
         """Start the worker of ``job_id``; returns its process id.
 
-        An ``OSError`` while spawning marks the job failed and propagates.
+        ``argv_for`` builds the command line (default: the launcher's, a pre-label
+        worker). An ``OSError`` while spawning marks the job failed and propagates.
         """
         log_path = self.log_path(job_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with log_path.open("ab") as log_file:
                 process = subprocess.Popen(
-                    self.argv_for(job_id),
+                    (argv_for or self.argv_for)(job_id),
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,

@@ -1,0 +1,76 @@
+"""``POST /webhook``: Label Studio's annotation events and START_TRAINING.
+
+The logic lives in ``engine.serving.ls_webhook``; this module reads the body
+(a clear 422 when it is not JSON) and runs it in the threadpool.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from engine.serving.deps import get_launcher, get_store
+from engine.serving.launcher import train_ner_argv
+from engine.serving.ls_webhook import handle_webhook
+from engine.serving.schemas import ErrorOut
+
+router = APIRouter(tags=["labelstudio"])
+
+
+class WebhookOut(BaseModel):
+    """What the webhook did (decision counts; ``recorded`` = new feedback records)."""
+
+    action: str = Field(description="the webhook's action, as sent")
+    status: str = Field(description="ok | ignored | skipped | queued")
+    accepted: int = Field(description="suggestions kept as predicted")
+    edited: int = Field(description="suggestions whose region or label was changed")
+    rejected: int = Field(description="suggestions the annotation dropped")
+    skipped: int = Field(description="cancelled (skipped) annotations")
+    unlinked: int = Field(description="regions drawn from scratch, stored as item-level labels")
+    unseen: int = Field(description="suggestions Label Studio did not show (not judged)")
+    invalid: int = Field(description="results that did not fit the item (see reasons)")
+    withdrawn: int = Field(description="feedback records withdrawn (deleted / superseded)")
+    recorded: int = Field(description="feedback records newly written (0 for a replay)")
+    job_id: str | None = Field(default=None, description="the queued training job")
+    items: list[str] = Field(description="items the annotations were recorded on")
+    reasons: list[str] = Field(description="why something was skipped or not used")
+
+
+@router.post(
+    "/webhook",
+    response_model=WebhookOut,
+    summary="Label Studio webhook",
+    description="ANNOTATION_CREATED / ANNOTATION_UPDATED become accept / edit / reject / "
+    "skip feedback on the suggestions the annotation names (idempotent: a replay records "
+    "nothing new; an update supersedes); ANNOTATIONS_DELETED withdraws it; START_TRAINING "
+    "queues a training job (202) and returns at once. Other actions answer "
+    '``{"status": "ignored"}``.',
+    responses={
+        202: {"model": WebhookOut, "description": "a training job was queued"},
+        422: {"model": ErrorOut, "description": "the body is not a Label Studio webhook"},
+    },
+)
+async def webhook(request: Request) -> JSONResponse:
+    raw = await request.body()
+    try:
+        payload: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HTTPException(
+            422, f"webhook body is not JSON ({exc}); Label Studio sends a JSON object"
+        ) from exc
+    store, launcher = get_store(request), get_launcher(request)
+
+    def launch(job_id: str) -> int:
+        return launcher.start(job_id, argv_for=train_ner_argv)
+
+    try:
+        result = await run_in_threadpool(handle_webhook, store, payload, launch_training=launch)
+    except OSError as exc:
+        raise HTTPException(500, f"could not start the training worker: {exc.strerror}") from exc
+    body = WebhookOut.model_validate(result.to_dict()).model_dump(mode="json")
+    return JSONResponse(body, status_code=202 if result.status == "queued" else 200)
