@@ -104,8 +104,12 @@ def _filters(by_version: bool, by_label: bool, by_job: bool) -> list[ColumnEleme
             s.score >= bindparam("f_label_threshold"),
             s.status != "rejected",
         ]
-        if by_version:
-            has_label.append(s.model_version == bindparam("f_version"))
+        if by_version:  # through the prediction: chained ones carry a combined version
+            p = t.predictions.c
+            has_label += [
+                p.prediction_id == s.prediction_id,
+                p.model_version == bindparam("f_version"),
+            ]
         clauses.append(exists().where(*has_label))
     if by_job:
         p = t.predictions.c

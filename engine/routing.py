@@ -151,15 +151,25 @@ def _accept(
     where = [s.status == PENDING, or_(*clauses)]
     if chunk is not None:
         where.append(s.item_id.in_(chunk))
-    if version is not None:
-        where.append(s.model_version == version)
+    if version is not None:  # the suggestion's own model, or the prediction's (chained)
+        p = t.predictions.c
+        of_prediction = exists().where(
+            p.prediction_id == s.prediction_id, p.model_version == version
+        )
+        where.append(or_(s.model_version == version, of_prediction))
     stmt = update(t.suggestions).where(*where).values(status=MACHINE_ACCEPTED)
     return int(conn.execute(stmt).rowcount)
 
 
 def _machine_label(conn: Any, chunk: list[str] | None, now: float) -> int:
-    s, items = t.suggestions.c, t.items.c
-    same_item = and_(s.item_id == items.item_id, s.model_version == items.score_model_version)
+    s, p, items = t.suggestions.c, t.predictions.c, t.items.c
+    # Through the suggestion's prediction: a chained prediction (detector + segmenter)
+    # has a combined version that none of its suggestions carries.
+    same_item = and_(
+        s.item_id == items.item_id,
+        p.prediction_id == s.prediction_id,
+        p.model_version == items.score_model_version,
+    )
     machine = exists().where(same_item, s.status == MACHINE_ACCEPTED)
     unresolved = exists().where(same_item, s.status.not_in([MACHINE_ACCEPTED, "accepted"]))
     free = or_(items.lease_expires_at.is_(None), items.lease_expires_at < now)

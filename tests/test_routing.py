@@ -190,3 +190,22 @@ def test_history_from_store_follows_the_documented_rules(store: Store) -> None:
     report = routing.calibrate_from_store(store, 0.98, min_count=2)
     assert report.labels["cat"].threshold == pytest.approx(0.9)
     assert routing.feedback_history(store, model_version="v2") == []
+
+
+def test_chained_predictions_route_and_filter_by_their_combined_version(store: Store) -> None:
+    """A detector + segmenter prediction carries a combined version no suggestion has."""
+    store.add_items([Item("chain", "image", uri="/x/chain.jpg")], [None])
+    made = (
+        Suggestion("cat", 0.95, Box(0, 0, 5, 5), "det", "det-v1"),
+        Suggestion("cat", 0.95, Box(0, 0, 5, 5), "seg", "seg-v1", parent_index=0),
+    )
+    combined = Prediction("chain", "det+seg", "det+seg-v1", made, np.zeros((2, 0), np.float32))
+    store.save_predictions([combined], [0.5])
+    lease = queue.next_item(
+        store, "a", lease_seconds=60, label="cat", label_threshold=0.5, model_version="det+seg-v1"
+    )
+    assert lease is not None and lease.item_id == "chain"
+    queue.release(store, "chain", "a")
+    result = routing.route_suggestions(store, CONFIG, model_version="det+seg-v1")
+    assert (result.suggestions, result.items) == (2, 1)
+    assert _statuses(store, "chain") == ["machine_accepted", "machine_accepted"]
