@@ -286,6 +286,10 @@ def test_openapi_lists_every_route_with_models(client: TestClient) -> None:
         ("/jobs/{job_id}/errors", "get"),
         ("/interactive/segment", "post"),
         ("/interactive/stats", "get"),
+        ("/setup", "post"),
+        ("/predict", "post"),
+        ("/versions", "get"),
+        ("/webhook", "post"),
     }
     found = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert found == expected

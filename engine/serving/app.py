@@ -8,6 +8,7 @@ and never block the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +17,23 @@ from importlib import metadata
 from fastapi import Depends, FastAPI
 
 from engine.config import Settings
-from engine.serving.deps import require_token
+from engine.serving.deps import require_ls_auth, require_token
 from engine.serving.errors import install_error_handlers
 from engine.serving.interactive import InteractiveSegmenter
 from engine.serving.launcher import JobLauncher
-from engine.serving.routes import feedback, health, interactive, items, jobs, queue, suggestions
+from engine.serving.ls_backend import LabelStudioBackend
+from engine.serving.ls_models import ModelHolder
+from engine.serving.routes import (
+    feedback,
+    health,
+    interactive,
+    items,
+    jobs,
+    labelstudio,
+    queue,
+    suggestions,
+)
+from engine.serving.routes.labelstudio_webhook import router as labelstudio_webhook_router
 from engine.serving.schemas import ErrorOut, ValidationErrorOut
 from engine.store import Store
 
@@ -31,7 +44,9 @@ Model-assisted labeling: models pre-label a backlog, rank it by uncertainty,
 and serve suggestions to any editor; the editor's decisions come back as feedback.
 
 Every route but `/health` needs `Authorization: Bearer <token>` (the token is
-`LABELENGINE_API_TOKEN`, else the file `<data_dir>/api_token`). Errors are JSON
+`LABELENGINE_API_TOKEN`, else the file `<data_dir>/api_token`); Label Studio's
+routes (`/setup`, `/predict`, `/versions`) also take HTTP Basic auth as Label Studio
+sends it (user `basic_auth_user`, password the token). Errors are JSON
 `{"detail": "..."}`. Boxes are absolute pixels `box_xyxy`; spans are character
 offsets `[start, end)`.
 """
@@ -44,6 +59,11 @@ TAGS = [
     {"name": "queue", "description": "Items leased to annotators, most useful first."},
     {"name": "jobs", "description": "Background pre-label jobs and their progress."},
     {"name": "interactive", "description": "Click-to-segment: cached embedding, decoder only."},
+    {
+        "name": "labelstudio",
+        "description": "Label Studio's ML-backend protocol (paste the base URL into Label "
+        "Studio); HTTP Basic auth: user basic_auth_user, password the API token.",
+    },
 ]
 
 AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -60,16 +80,27 @@ def package_version() -> str:
 
 
 def create_app(
-    settings: Settings, store: Store | None = None, segmenter: InteractiveSegmenter | None = None
+    settings: Settings,
+    store: Store | None = None,
+    segmenter: InteractiveSegmenter | None = None,
+    models: ModelHolder | None = None,
+    *,
+    preload_models: bool | None = None,
 ) -> FastAPI:
     """Build the API. A given ``store`` is used as is and left open at shutdown.
 
     The segmenter for ``/interactive`` is built from ``settings.interactive_model``
-    on first use unless one is given.
+    and the Label Studio detector / tagger (``models``) from ``default_detector`` /
+    ``default_tagger``, unless given. With ``preload_models`` (default: when the
+    app opens its own store, i.e. a real server) the detector and tagger load at
+    startup, before the first request, so ``/setup`` answers within Label Studio's
+    3 s; otherwise on first use. ``/health`` never loads a model.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if preload_models if preload_models is not None else store is None:
+            await asyncio.to_thread(_preload, app)
         if store is not None:
             yield
             return
@@ -91,6 +122,8 @@ def create_app(
     app.state.settings = settings
     app.state.token_bytes = settings.token().encode("utf-8")
     app.state.segmenter = segmenter or InteractiveSegmenter(settings)
+    app.state.models = models or ModelHolder(settings)
+    app.state.ls_backend = LabelStudioBackend(settings, app.state.models)
     if store is not None:
         _attach_store(app, settings, store)
     install_error_handlers(app)
@@ -99,7 +132,23 @@ def create_app(
         app.include_router(
             module.router, dependencies=[Depends(require_token)], responses=AUTH_RESPONSES
         )
+    app.include_router(
+        labelstudio_webhook_router,
+        dependencies=[Depends(require_ls_auth)],
+        responses=AUTH_RESPONSES,
+    )
+    app.include_router(
+        labelstudio.router, dependencies=[Depends(require_ls_auth)], responses=AUTH_RESPONSES
+    )
     return app
+
+
+def _preload(app: FastAPI) -> None:
+    """Load the Label Studio detector and tagger; a failure is logged, not fatal.
+
+    The segmenter stays lazy: once loaded it starts prefetching queued images.
+    """
+    app.state.models.load_all()
 
 
 def _attach_store(app: FastAPI, settings: Settings, store: Store) -> None:

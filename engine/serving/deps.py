@@ -10,7 +10,12 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 
 from engine.config import Settings
 from engine.serving.interactive import InteractiveSegmenter
@@ -23,6 +28,14 @@ _bearer = HTTPBearer(
     auto_error=False,
     description="the API token: LABELENGINE_API_TOKEN, else the file <data_dir>/api_token",
 )
+
+_basic = HTTPBasic(
+    auto_error=False,
+    realm="labelengine",
+    description="as Label Studio sends it: user = basic_auth_user (LABELENGINE_BASIC_AUTH_USER, "
+    "default 'labelengine'), password = the API token",
+)
+LS_AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="labelengine"'}
 
 
 def get_settings(request: Request) -> Settings:
@@ -76,6 +89,41 @@ def require_token(
     expected: bytes = request.app.state.token_bytes
     if not secrets.compare_digest(credentials.credentials.encode("utf-8"), expected):
         raise HTTPException(401, "invalid bearer token", headers=challenge)
+
+
+def require_ls_auth(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> None:
+    """Label Studio's routes: the bearer token, or HTTP Basic (``basic_auth_user``, token).
+
+    401 with ``WWW-Authenticate: Basic`` otherwise.
+    """
+    expected: bytes = request.app.state.token_bytes
+    if bearer is not None:
+        if secrets.compare_digest(bearer.credentials.encode("utf-8"), expected):
+            return
+        raise HTTPException(401, "invalid bearer token", headers=LS_AUTH_CHALLENGE)
+    if basic is not None:
+        user: str = request.app.state.settings.basic_auth_user
+        user_ok = secrets.compare_digest(basic.username.encode("utf-8"), user.encode("utf-8"))
+        password_ok = secrets.compare_digest(basic.password.encode("utf-8"), expected)
+        if user_ok and password_ok:
+            return
+        raise HTTPException(
+            401,
+            "invalid Basic credentials: the user is basic_auth_user (LABELENGINE_BASIC_AUTH_USER) "
+            "and the password the API token",
+            headers=LS_AUTH_CHALLENGE,
+        )
+    raise HTTPException(
+        401,
+        "missing credentials: in Label Studio's model settings choose Basic auth with user "
+        f"{request.app.state.settings.basic_auth_user!r} and the API token as password "
+        "(or send 'Authorization: Bearer <token>')",
+        headers=LS_AUTH_CHALLENGE,
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,171 @@
+"""Label Studio's ML-backend protocol over the engine: ``/setup``, ``/predict``, ``/versions``.
+
+- The labeling config decides the model: a config with a control on an
+  ``<Image>`` is served by the detector (``default_detector``), otherwise by
+  the entity tagger (``default_tagger``). ``/setup`` answers that model's
+  version and every prediction for the project carries the same one.
+- ``/predict`` answers exactly one prediction per task, in task order
+  (``engine.serving.ls_predict``); with ``params.context.result`` (interactive
+  mode) the segmenter answers one ``brushlabels`` region per task
+  (``engine.serving.ls_interactive``).
+- ``/setup`` is remembered per project (``"<id>.<timestamp>"``) in memory: its
+  labeling config (used when ``/predict`` omits one), Label Studio's
+  ``hostname`` and the owner's ``access_token``, which fetch ``/data/...``
+  media when settings / ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY`` do not
+  say otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fastapi import HTTPException
+
+from engine.config import Settings
+from engine.formats.labelstudio_config import LabelingConfig, ObjectTag, parse_labeling_config
+from engine.models.base import Model
+from engine.serving.interactive import InteractiveSegmenter
+from engine.serving.ls_interactive import check_request, segment_tasks
+from engine.serving.ls_items import TaskItem
+from engine.serving.ls_models import KINDS, ModelHolder
+from engine.serving.ls_predict import load_tasks, predict_tasks
+from engine.serving.ls_schemas import LsPredictIn, LsPredictionOut, LsSetupIn, LsTaskIn
+from engine.serving.media import LabelStudioAccess, MediaFetcher
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectSetup:
+    """What ``/setup`` told us about a project."""
+
+    project: str
+    model_version: str
+    label_config: str
+    hostname: str | None
+    access_token: str | None
+
+
+@functools.lru_cache(maxsize=64)
+def parse_config(xml_text: str) -> LabelingConfig:
+    """``parse_labeling_config``, cached (Label Studio sends the same XML every call)."""
+    return parse_labeling_config(xml_text)
+
+
+def config_kind(config: LabelingConfig) -> str:
+    """``image`` when a control labels an ``<Image>``, else ``text``."""
+    return "image" if any(c.target.kind == "image" for c in config.controls) else "text"
+
+
+class LabelStudioBackend:
+    """The protocol's state (per-project setup) and its operations."""
+
+    def __init__(
+        self, settings: Settings, models: ModelHolder, fetcher: MediaFetcher | None = None
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.fetcher = fetcher or MediaFetcher.from_settings(settings)
+        self._projects: dict[str, ProjectSetup] = {}
+        self._lock = threading.Lock()
+
+    def setup(self, body: LsSetupIn) -> str:
+        """The model version for the project's config; remembers the project."""
+        project = None if body.project is None else str(body.project)
+        known = self.project(project)
+        xml = body.label_schema or (known.label_config if known else None)
+        if not xml:
+            raise ValueError("/setup needs 'schema': the project's labeling config XML")
+        version = self.model(config_kind(parse_config(xml))).version
+        if project is not None:
+            setup = ProjectSetup(project, version, xml, body.hostname, body.access_token)
+            with self._lock:
+                self._projects[project] = setup
+        return version
+
+    def project(self, project: str | int | None) -> ProjectSetup | None:
+        if project is None:
+            return None
+        with self._lock:
+            return self._projects.get(str(project))
+
+    def versions(self) -> list[str]:
+        """Versions of the models that can answer (detector, then tagger)."""
+        versions = []
+        for kind in KINDS:
+            try:
+                versions.append(self.models.get(kind).version)
+            except Exception as exc:
+                log.warning("no %s model version: %s", kind, exc)
+        return versions
+
+    def model(self, kind: str) -> Model:
+        """The model for ``kind``, or a 503 naming why it cannot be loaded."""
+        try:
+            return self.models.get(kind)
+        except Exception as exc:
+            log.error("the %s model cannot be loaded: %s", kind, exc)
+            raise HTTPException(
+                503, f"the {kind} model cannot be loaded ({exc}); see the server log"
+            ) from exc
+
+    def predict(
+        self, store: Store, segmenter: InteractiveSegmenter, body: LsPredictIn
+    ) -> list[LsPredictionOut]:
+        setup = self.project(body.project)
+        xml = body.label_config or (setup.label_config if setup else None)
+        if not xml:
+            raise ValueError("/predict needs 'label_config' (or a /setup of its project first)")
+        config = parse_config(xml)
+        kind = config_kind(config)
+        target = config.object_for(kind)
+        if target is None:  # cannot happen: parse_labeling_config keeps used objects
+            raise ValueError(f"labeling config has no <{kind.title()}> object to read")
+        project = None if body.project is None else str(body.project)
+        access = LabelStudioAccess(setup.hostname, setup.access_token) if setup else None
+        context = body.params.context if body.params and body.params.context else None
+        if context is not None and context.result:  # interactive mode
+            if kind != "image":
+                raise ValueError("interactive segmentation needs an <Image> in the config")
+            check_request(config, context.result)
+            self._load_segmenter(segmenter)
+            loaded = self._load(store, body.tasks, target, access, project)
+            return segment_tasks(
+                store, segmenter, config, context.result, body.tasks, loaded, project=project
+            )
+        version = self.model(kind).version
+        loaded = self._load(store, body.tasks, target, access, project)
+        return predict_tasks(store, self.models, kind, version, config, body.tasks, loaded)
+
+    def _load(
+        self,
+        store: Store,
+        tasks: Sequence[LsTaskIn],
+        target: ObjectTag,
+        access: LabelStudioAccess | None,
+        project: str | None,
+    ) -> list[TaskItem | None]:
+        return load_tasks(
+            store,
+            self.fetcher,
+            tasks,
+            target,
+            access=access,
+            project=project,
+            max_pixels=self.settings.max_image_pixels,
+        )
+
+    @staticmethod
+    def _load_segmenter(segmenter: InteractiveSegmenter) -> None:
+        try:
+            segmenter.model  # noqa: B018 - builds it on first use
+        except Exception as exc:
+            log.error("the segmenter cannot be loaded: %s", exc)
+            raise HTTPException(
+                503, f"the segmenter cannot be loaded ({exc}); see the server log"
+            ) from exc

@@ -1,0 +1,102 @@
+"""The models behind Label Studio's ``/predict``: a detector for images, a tagger for texts.
+
+``ModelHolder`` builds each from its settings name (``default_detector``,
+``default_tagger``) once, under a lock, on first use or in ``load_all`` (the
+app's startup); tests pass ready models instead. ``predict`` serialises calls
+per model (spaCy pipelines and YOLO's anchor cache are not safe to share
+between threads), so the HTTP threadpool may call it freely.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from engine.config import Settings, get_model_spec
+from engine.models.base import Model
+from engine.types import Item, Prediction
+
+log = logging.getLogger(__name__)
+
+KINDS = ("image", "text")
+_FAMILIES = {"image": ("yolo",), "text": ("spacy", "hf-ner")}
+_SETTING = {"image": "default_detector", "text": "default_tagger"}
+
+
+class ModelHolder:
+    """One model per item kind, built once; see the module doc."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        detector: Model | None = None,
+        tagger: Model | None = None,
+        build: Callable[[str], Model] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._build = build
+        self._names = {"image": settings.default_detector, "text": settings.default_tagger}
+        self._models: dict[str, Model] = {}
+        if detector is not None:
+            self._models["image"] = detector
+        if tagger is not None:
+            self._models["text"] = tagger
+        self._build_locks = {kind: threading.Lock() for kind in KINDS}
+        self._run_locks = {kind: threading.Lock() for kind in KINDS}
+
+    def _build_kind(self, kind: str) -> Model:
+        name = self._names[kind]
+        if self._build is not None:
+            return self._build(name)
+        from engine.models.registry import build_model
+
+        spec = get_model_spec(self._settings, name)
+        if spec.family not in _FAMILIES[kind]:
+            raise ValueError(
+                f"{_SETTING[kind]} {name!r} is a {spec.family} model; {kind} tasks need one of "
+                f"the families {', '.join(_FAMILIES[kind])}"
+            )
+        return build_model(spec, self._settings.resolved_models_dir)
+
+    def get(self, kind: str) -> Model:
+        """The model for ``kind`` (``image`` / ``text``), built on first use."""
+        if kind not in KINDS:
+            raise ValueError(f"no model for {kind!r} items; kinds: {', '.join(KINDS)}")
+        model = self._models.get(kind)
+        if model is not None:
+            return model
+        with self._build_locks[kind]:
+            model = self._models.get(kind)
+            if model is None:
+                log.info("loading the %s model %r", kind, self._names[kind])
+                model = self._build_kind(kind)
+                self._models[kind] = model
+        return model
+
+    def predict(
+        self, kind: str, items: Sequence[Item], inputs: Sequence[Any] | None = None
+    ) -> list[Prediction]:
+        model = self.get(kind)
+        with self._run_locks[kind]:
+            return model.predict(items, inputs)
+
+    def loaded(self) -> dict[str, str]:
+        """``kind -> model version`` of the models built so far (loads nothing)."""
+        return {kind: model.version for kind, model in self._models.items()}
+
+    def load_all(self) -> dict[str, str]:
+        """Build every model now; a failure is logged (and retried on first use), not raised.
+
+        Returns ``kind -> error message`` for the models that failed.
+        """
+        errors: dict[str, str] = {}
+        for kind in KINDS:
+            try:
+                self.get(kind)
+            except Exception as exc:  # startup goes on; /predict reports the error
+                errors[kind] = f"{type(exc).__name__}: {exc}"
+                log.error("cannot load the %s model %r: %s", kind, self._names[kind], exc)
+        return errors
