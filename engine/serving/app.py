@@ -97,20 +97,26 @@ def create_app(
     3 s; otherwise on first use. ``/health`` never loads a model.
     """
 
+    serving = preload_models if preload_models is not None else store is None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if preload_models if preload_models is not None else store is None:
+        if serving:
             await asyncio.to_thread(_preload, app)
-        if store is not None:
-            yield
-            return
-        opened = Store(settings.resolved_database_url)
-        _attach_store(app, settings, opened)
-        log.info("store open: %s", opened.engine.url.render_as_string(hide_password=True))
         try:
-            yield
+            if store is not None:
+                yield
+                return
+            opened = Store(settings.resolved_database_url)
+            _attach_store(app, settings, opened)
+            log.info("store open: %s", opened.engine.url.render_as_string(hide_password=True))
+            try:
+                yield
+            finally:
+                opened.close()
         finally:
-            opened.close()
+            # The prefetch worker must stop before the interpreter tears torch down.
+            app.state.segmenter.close()
 
     app = FastAPI(
         title="labelengine",
@@ -121,7 +127,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.token_bytes = settings.token().encode("utf-8")
-    app.state.segmenter = segmenter or InteractiveSegmenter(settings)
+    # A real server prefetches from the first lease on (loading the segmenter for it).
+    app.state.segmenter = segmenter or InteractiveSegmenter(settings, load_for_prefetch=serving)
     app.state.models = models or ModelHolder(settings)
     app.state.ls_backend = LabelStudioBackend(settings, app.state.models)
     if store is not None:

@@ -21,10 +21,14 @@ router = APIRouter(prefix="/interactive", tags=["interactive"])
     "pixels. The image is encoded once per model version and cached; later clicks run only "
     "the mask decoder (``encode_ms`` is null then). A box-trained model turns a click into "
     "a box: the smallest stored detector box around it, else a square around the click; "
-    "``prompt`` says which.",
+    "``prompt`` says which. Refine a mask by adding clicks and passing its ``mask_id`` as "
+    "``previous_mask_id`` (or the mask itself as ``mask_input_rle``).",
     responses={
-        404: {"model": ErrorOut, "description": "no such item"},
-        422: {"model": ErrorOut, "description": "empty or out-of-bounds prompt"},
+        404: {"model": ErrorOut, "description": "no such item, or previous_mask_id forgotten"},
+        422: {
+            "model": ErrorOut,
+            "description": "empty or out-of-bounds prompt, mask_input_rle of the wrong size",
+        },
     },
 )
 def segment(body: SegmentIn, store: StoreDep, segmenter: SegmenterDep) -> SegmentOut:
@@ -38,15 +42,22 @@ def segment(body: SegmentIn, store: StoreDep, segmenter: SegmenterDep) -> Segmen
             point_labels=body.point_labels,
             box_xyxy=body.box_xyxy,
             multimask=body.multimask,
+            previous_mask_id=body.previous_mask_id,
+            mask_input_rle=(
+                (body.mask_input_rle.size, body.mask_input_rle.counts)
+                if body.mask_input_rle is not None
+                else None
+            ),
         ),
     )
     from engine.formats.geometry import mask_polygons_xy
 
     masks = []
-    for mask in result.masks:
+    for mask, mask_id in zip(result.masks, result.mask_ids, strict=True):
         region = mask.to_region()
         masks.append(
             SegmentMaskOut(
+                mask_id=mask_id,
                 mask_rle=region.mask_rle,
                 size_hw=(region.height_px, region.width_px),
                 box_xyxy=region.box.box_xyxy,
@@ -72,6 +83,12 @@ def segment(body: SegmentIn, store: StoreDep, segmenter: SegmenterDep) -> Segmen
     )
 
 
-@router.get("/stats", summary="Segmenter cache counters")
+@router.get(
+    "/stats",
+    summary="Segmenter cache, prefetch and mask-memory counters",
+    description="Embedding cache ``hits`` / ``disk_hits`` / ``misses`` / ``bytes``..., "
+    "``encoder_calls``, the shared ``embedding_dir``; ``prefetch``: requests, items "
+    "``encoded`` / ``cached``, ``errors``, ``dropped``; ``masks``: the refinement memory.",
+)
 def stats(segmenter: SegmenterDep) -> dict[str, Any]:
     return segmenter.stats()

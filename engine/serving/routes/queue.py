@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Path, Response
 
 from engine import queue
-from engine.serving.deps import AnnotatorDep, SettingsDep, StoreDep
+from engine.serving.deps import AnnotatorDep, SegmenterDep, SettingsDep, StoreDep
 from engine.serving.schemas import ErrorOut, LeaseIn, LeaseOut, QueueNextIn, ReleaseOut
 from engine.store import NotFoundError
 
@@ -22,12 +22,15 @@ ItemId = Annotated[str, Path(min_length=1, max_length=128)]
     summary="Lease the next item to label",
     description="The highest-scored unlabeled item nobody holds, leased to the annotator "
     "(body ``annotator``, else the ``X-Annotator`` header). Asking again while holding a "
-    "live lease returns the same item. 204 when the queue is empty.",
+    "live lease returns the same item. 204 when the queue is empty. In the background the "
+    "server then encodes the leased image and the next ``prefetch_items`` of the queue for "
+    "click-to-segment (once the segmenter is loaded).",
     responses={204: {"description": "nothing left to label"}},
 )
 def next_item(
     store: StoreDep,
     settings: SettingsDep,
+    segmenter: SegmenterDep,
     header_annotator: AnnotatorDep,
     body: Annotated[QueueNextIn | None, Body()] = None,
 ) -> LeaseOut | Response:
@@ -44,7 +47,9 @@ def next_item(
     )
     if lease is None:
         return Response(status_code=204)
-    return LeaseOut.of(lease, store.get_item(lease.item_id), settings.lease_seconds)
+    out = LeaseOut.of(lease, store.get_item(lease.item_id), settings.lease_seconds)
+    segmenter.prefetch_after_lease(store, lease.item_id)  # queued; never blocks or raises
+    return out
 
 
 @router.post(
