@@ -109,13 +109,22 @@ def ingest(
 
 @app.command()
 def prelabel(
-    model: Annotated[str | None, typer.Option(help="Model name from configs/models.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Detector (images) or tagger (texts) from configs/models.")
+    ] = None,
+    segmenter: Annotated[
+        str | None, typer.Option(help="Segmenter turning the detector's boxes into masks.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N items.")] = None,
     job_id: Annotated[str | None, typer.Option(help="Run (or resume) an existing job.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster.")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Pre-label the backlog with a model as a resumable Ray job."""
+    """Pre-label the backlog with a model as a resumable Ray job.
+
+    A detector labels images (--segmenter adds a mask per confident box);
+    a tagger (hf-ner, spacy) labels texts.
+    """
     from engine.prelabel.progress import run_with_progress
 
     settings = _settings(config)
@@ -124,9 +133,40 @@ def prelabel(
     job = run_with_progress(
         settings,
         model=model or settings.default_detector,
+        segmenter=segmenter,
         limit=limit,
         job_id=job_id,
         console=console,
+    )
+    if job.state != "succeeded":
+        raise _fail(f"job {job.job_id} ended {job.state}: {job.message or ''}")
+
+
+@app.command()
+def embed(
+    model: Annotated[
+        str | None, typer.Option(help="Segmenter from configs/models (default: interactive).")
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option(min=1, help="Only the queue's top N items by score.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N items.")] = None,
+    job_id: Annotated[str | None, typer.Option(help="Run (or resume) an existing job.")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Existing Ray cluster.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Pre-encode image embeddings for click-to-segment as a resumable Ray job.
+
+    Writes into the shared embedding directory (embedding_cache_dir, default
+    <data_dir>/embeddings) that the server reads; items already there are skipped.
+    """
+    from engine.embedding.progress import run_embed_with_progress
+
+    settings = _settings(config)
+    if ray_address:
+        settings = settings.model_copy(update={"ray_address": ray_address})
+    job = run_embed_with_progress(
+        settings, model=model, top=top, limit=limit, job_id=job_id, console=console
     )
     if job.state != "succeeded":
         raise _fail(f"job {job.job_id} ended {job.state}: {job.message or ''}")
@@ -157,21 +197,28 @@ def train_ner(
     source: Annotated[str, typer.Option(help="conll2003 or store (reviewed spans)")] = "conll2003",
     epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
     max_train_sentences: Annotated[int | None, typer.Option(min=1)] = None,
+    job_id: Annotated[
+        str | None, typer.Option(help="Run an existing train-ner job (its own options).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Fine-tune the bundled MiniLM encoder for entities, as a job; prints F1 per type."""
-    from engine.store import Store
+    from engine.store import NotFoundError, Store
     from engine.training.ner import create_ner_training_job, run_ner_training_job
 
     settings = _settings(config)
     store = Store(settings.resolved_database_url)
     options = {"source": source, "epochs": epochs, "max_train_sentences": max_train_sentences}
+    if job_id is None:
+        try:
+            job_id = create_ner_training_job(store, options).job_id
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+    console.print(f"training job {job_id}")
     try:
-        job = create_ner_training_job(store, options)
-    except ValueError as exc:
+        job = run_ner_training_job(store, settings, job_id)
+    except (NotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"training job {job.job_id}")
-    job = run_ner_training_job(store, settings, job.job_id)
     console.print(f"job {job.job_id}: {job.state}: {job.message or ''}")
     if job.state != "succeeded":
         raise typer.Exit(code=1)
@@ -259,6 +306,105 @@ def demo(
     top(config=config)
     if serve_after:
         serve(config=config)
+
+
+@app.command()
+def push(
+    project: Annotated[int, typer.Option(min=1, help="Label Studio project id.")],
+    label_studio_url: Annotated[
+        str | None, typer.Option(help="Label Studio base URL (default: settings).")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Legacy token or personal access token."),
+    ] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="Which stored predictions (default: the only version).")
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, max=5000, help="Items per request.")] = 500,
+    media_url_prefix: Annotated[
+        str, typer.Option(help="Prefix for image paths (default: Label Studio local files).")
+    ] = "/data/local-files/?d=",
+    media_root: Annotated[
+        Path,
+        typer.Option(help="Image paths are sent relative to this (its LOCAL_FILES_DOCUMENT_ROOT)."),
+    ] = Path("/"),
+    config: ConfigOpt = None,
+) -> None:
+    """Write stored predictions into a Label Studio project in chunks (resumable)."""
+    from engine.lsclient import LabelStudioClient, LabelStudioError
+    from engine.push import ChunkResult, MediaMapping, PushReport, push_predictions
+    from engine.store import Store
+
+    settings = _settings(config)
+    url = label_studio_url or settings.label_studio_url
+    key = api_key or settings.label_studio_api_key
+    if not url or not key:
+        raise _fail("give --label-studio-url and --api-key (or LABEL_STUDIO_API_KEY)")
+
+    def progress(chunk: ChunkResult, report: PushReport) -> None:
+        state = "ok" if chunk.error is None else f"[red]refused[/]: {chunk.error[:300]}"
+        console.print(
+            f"request {chunk.index}: {chunk.n_items} {chunk.kind}, {chunk.n_bytes / 1e6:.2f} MB, "
+            f"{chunk.seconds:.1f} s, {state}  (pushed {report.pushed}, failed {report.failed})"
+        )
+
+    try:
+        with LabelStudioClient(url, key) as client:
+            report = push_predictions(
+                Store(settings.resolved_database_url),
+                client,
+                project,
+                model_version=model_version,
+                chunk_size=chunk_size,
+                media=MediaMapping(media_url_prefix, media_root),
+                on_chunk=progress,
+            )
+    except (ValueError, LabelStudioError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"job {report.job_id} ({report.model_version}): {report.summary()}")
+    if report.failed:
+        console.print("see the errors with GET /jobs/{id}/errors; a rerun retries them")
+        raise typer.Exit(code=1)
+
+
+@app.command("export")
+def export_labels(
+    fmt: Annotated[str, typer.Option("--format", help="coco, yolo, labelstudio, ndjson, conll")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    include_suggestions: Annotated[
+        bool, typer.Option(help="Also export pending suggestions, not only accepted labels.")
+    ] = False,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    labeling_config: Annotated[
+        Path | None, typer.Option(help="Label Studio XML (labelstudio format only).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Export accepted labels as COCO, YOLO, Label Studio tasks, NDJSON or CoNLL."""
+    from engine.formats.export import export
+    from engine.store import Store
+
+    settings = _settings(config)
+    try:
+        xml = labeling_config.read_text(encoding="utf-8") if labeling_config else None
+        report = export(
+            Store(settings.resolved_database_url),
+            fmt,
+            out,
+            include_suggestions=include_suggestions,
+            min_score=min_score,
+            labeling_config=xml,
+        )
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"{report.fmt}: {report.n_items} items, {report.n_labels} labels")
+    for path in report.files:
+        console.print(f"  wrote {path}")
+    if report.skipped:
+        console.print(f"skipped {len(report.skipped)}:")
+        for reason in report.skipped[:20]:
+            console.print(f"  [yellow]{reason}[/]")
 
 
 def main() -> None:
