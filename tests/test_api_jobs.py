@@ -165,3 +165,20 @@ def test_prelabel_argv_runs_the_cli() -> None:
         "--job-id",
         "job-1",
     ]
+
+
+def test_post_job_chains_a_segmenter(settings: Settings, store: Store) -> None:
+    launcher = JobLauncher(settings, store, argv_for=lambda job_id: _python("exit(0)"))
+    app = create_app(settings, store)
+    app.dependency_overrides[get_launcher] = lambda: launcher
+    with TestClient(app, headers=AUTH) as client:
+        unknown = client.post("/jobs", json={"model": "yolo11n", "segmenter": "sam99"})
+        assert unknown.status_code == 422 and "unknown model 'sam99'" in unknown.json()["detail"]
+        wrong = client.post("/jobs", json={"model": "yolo11n", "segmenter": "yolo11n"})
+        assert wrong.status_code == 422, wrong.text
+        assert "yolo11n" in wrong.json()["detail"]
+        assert jobs.list_jobs(store) == []
+        response = client.post("/jobs", json={"model": "yolo11n", "segmenter": "litemedsam"})
+        assert response.status_code == 202, response.text
+        assert response.json()["model_name"] == "yolo11n+litemedsam"
+        assert launcher.wait(response.json()["job_id"], timeout_s=60)

@@ -236,6 +236,12 @@ class FeedbackOut(BaseModel):
 
 class JobIn(_In):
     model: Name = Field(description="a model configured under configs/models", examples=["yolo11n"])
+    segmenter: Name | None = Field(
+        default=None,
+        description="a segmenter (family sam) turning each confident box of the detector "
+        "into a mask, one encoder pass per image",
+        examples=["litemedsam"],
+    )
     limit: int | None = Field(default=None, gt=0, description="pre-label at most this many items")
 
 

@@ -42,9 +42,13 @@ def _check_model(settings: SettingsDep, name: str) -> None:
 )
 def start_job(body: JobIn, store: StoreDep, settings: SettingsDep, launcher: LauncherDep) -> JobOut:
     _check_model(settings, body.model)
+    if body.segmenter is not None:
+        _check_model(settings, body.segmenter)
     from engine.prelabel.job import create_prelabel_job  # heavy: imported on first use
 
-    job = create_prelabel_job(store, settings, model_name=body.model, limit=body.limit)
+    job = create_prelabel_job(
+        store, settings, model_name=body.model, segmenter_name=body.segmenter, limit=body.limit
+    )
     try:
         launcher.start(job.job_id)
     except OSError as exc:
