@@ -6,7 +6,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from engine import schema as t
-from engine.store import Store
+from engine.store import Store, SuggestionRecord
+from engine.types import Mask
 
 
 def top_items(store: Store, *, limit: int) -> list[tuple[str, float, str | None]]:
@@ -28,8 +29,26 @@ def top_table(store: Store, *, limit: int, min_score: float) -> Table:
         table.add_column(column)
     for rank, (item_id, score, uri) in enumerate(top_items(store, limit=limit), start=1):
         records = store.suggestions_for(item_id, min_score=min_score)
-        shown = ", ".join(f"{r.suggestion.label} {r.suggestion.score:.2f}" for r in records[:6])
-        more = f" (+{len(records) - 6})" if len(records) > 6 else ""
+        entries = _entries(records)
+        shown = ", ".join(entries[:6])
+        more = f" (+{len(entries) - 6})" if len(entries) > 6 else ""
         name = (uri or "").rsplit("/", 1)[-1]
         table.add_row(str(rank), item_id[:12], f"{score:.3f}", name, (shown or "-") + more)
     return table
+
+
+def _entries(records: list[SuggestionRecord]) -> list[str]:
+    """``label score`` per suggestion; a mask chained to a box is shown on its box
+    (``person 0.91+mask``), not as a second entry."""
+    masked = {
+        (r.prediction_id, r.suggestion.parent_index)
+        for r in records
+        if isinstance(r.suggestion.region, Mask) and r.suggestion.parent_index is not None
+    }
+    entries = []
+    for r in records:
+        if isinstance(r.suggestion.region, Mask) and r.suggestion.parent_index is not None:
+            continue
+        mask = "+mask" if (r.prediction_id, r.position) in masked else ""
+        entries.append(f"{r.suggestion.label} {r.suggestion.score:.2f}{mask}")
+    return entries
