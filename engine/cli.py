@@ -407,6 +407,64 @@ def export_labels(
             console.print(f"  [yellow]{reason}[/]")
 
 
+@app.command()
+def connect(
+    project: Annotated[int, typer.Option(min=1, help="Label Studio project id.")],
+    label_studio_url: Annotated[
+        str | None, typer.Option(help="Label Studio base URL (default: settings).")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Legacy token or personal access token."),
+    ] = None,
+    engine_url: Annotated[
+        str | None,
+        typer.Option(help="The engine's URL as Label Studio reaches it (default: host:port)."),
+    ] = None,
+    title: Annotated[str, typer.Option(help="The backend's name in Label Studio.")] = "labelengine",
+    interactive: Annotated[
+        bool, typer.Option("--interactive/--no-interactive", help="Click-to-segment.")
+    ] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Connect the engine to a Label Studio project as its ML backend (idempotent).
+
+    Registers it with Basic auth (basic_auth_user, the API token) and gives the
+    webhook Label Studio creates for it the same credentials, so annotations come
+    back as feedback.
+    """
+    from engine.ls_connect import connect_engine
+    from engine.lsclient import LabelStudioClient, LabelStudioError
+
+    settings = _settings(config)
+    url = label_studio_url or settings.label_studio_url
+    key = api_key or settings.label_studio_api_key
+    if not url or not key:
+        raise _fail("give --label-studio-url and --api-key (or LABEL_STUDIO_API_KEY)")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    engine = engine_url or f"http://{host}:{settings.port}"
+    try:
+        with LabelStudioClient(url, key) as client:
+            report = connect_engine(
+                client,
+                project,
+                engine,
+                user=settings.basic_auth_user,
+                token=settings.token(),
+                title=title,
+                interactive=interactive,
+            )
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    except LabelStudioError as exc:
+        hint = ""
+        if exc.path.startswith("/api/ml") and exc.status == 400:
+            hint = f" (is the engine serving at {engine}, reachable from Label Studio?)"
+        raise _fail(f"{exc}{hint}") from exc
+    for line in report.lines():
+        console.print(line)
+
+
 def main() -> None:
     try:
         app()

@@ -268,3 +268,49 @@ class LabelStudioClient:
                 json_body={"task": int(task_id), "context": context},
             )
         )
+
+    def list_ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        """The ML backends connected to a project."""
+        return _listing(self.request("GET", "/api/ml", params={"project": int(project_id)}))
+
+    def update_ml_backend(self, backend_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """PATCH an ML backend; Label Studio checks /health and /setup again, so ``fields``
+        must carry ``url`` and ``project``."""
+        return dict(self.request("PATCH", f"/api/ml/{int(backend_id)}", json_body=fields))
+
+    # -- webhooks -------------------------------------------------------------------
+
+    def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's webhooks (``id``, ``url``, ``headers``, ``is_active``, ``actions``...)."""
+        return _listing(self.request("GET", "/api/webhooks", params={"project": int(project_id)}))
+
+    def create_webhook(
+        self,
+        project_id: int,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        send_payload: bool = True,
+        send_for_all_actions: bool = True,
+    ) -> dict[str, Any]:
+        """A project webhook POSTing every event (with its payload) to ``url``."""
+        body = {
+            "project": int(project_id),
+            "url": url,
+            "headers": dict(headers or {}),
+            "send_payload": send_payload,
+            "send_for_all_actions": send_for_all_actions,
+            "is_active": True,
+        }
+        return dict(self.request("POST", "/api/webhooks", json_body=body))
+
+    def update_webhook(self, webhook_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """PATCH a webhook. Label Studio replaces its ``actions`` with the list sent (none
+        when absent), so pass them along when ``send_for_all_actions`` is off."""
+        return dict(self.request("PATCH", f"/api/webhooks/{int(webhook_id)}", json_body=fields))
+
+
+def _listing(answer: Any) -> list[dict[str, Any]]:
+    """A list answer, plain or paginated (``{"results": [...]}``)."""
+    rows = answer.get("results", []) if isinstance(answer, dict) else answer
+    return [dict(row) for row in rows or []]
