@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 REPO_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_MODELS_DIR = Path("~/.cache/labelengine/models")
+DEFAULT_EMBEDDING_DIR_MAX_BYTES = 20 * 1024**3
 
 _yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("labelengine_yaml_data", default=None)
 
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     prefetch_items: int = Field(default=3, ge=0)
     # A shared directory of embeddings (the embed job writes it, every server reads it).
     embedding_cache_dir: Path | None = None
+    # Bound on that directory's bytes (all model versions): past it, the least recently
+    # used embeddings are deleted (~4 MiB each for LiteMedSAM in fp32). None: unbounded.
+    embedding_dir_max_bytes: int | None = Field(default=DEFAULT_EMBEDDING_DIR_MAX_BYTES, gt=0)
     # Label Studio: where its /data/... media live, and the key used to fetch them.
     label_studio_url: str | None = None
     label_studio_api_key: str | None = None

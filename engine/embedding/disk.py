@@ -12,18 +12,28 @@ An item's ``image_key`` is ``image_key(content sha256 recorded at ingest)``,
 or of its ``item_id`` when it was ingested without one; the model version is
 ``model_version(spec)``. A job and a server reading the same spec therefore
 name every file the same way, and the server never re-encodes what a job wrote.
+
+The directory is bounded by ``settings.embedding_dir_max_bytes`` (all model
+versions together; ``None``: unbounded): every writer (server or job actor)
+deletes the least recently used files once it goes over (see
+``engine.models.disk_tier``). A job covering more images than the bound holds
+warns once (``warn_if_over_budget``): its first embeddings are evicted by its
+last ones.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.config import ModelSpec, Settings
+from engine.config import DEFAULT_EMBEDDING_DIR_MAX_BYTES, ModelSpec, Settings
 from engine.models.embedding_cache import image_key
 
 if TYPE_CHECKING:
     from engine.models.sam_segmenter import SamSegmenter
+
+log = logging.getLogger(__name__)
 
 EMBEDDINGS_DIR_NAME = "embeddings"
 
@@ -48,6 +58,33 @@ def embedding_file(disk_dir: Path, key: str, model_version: str) -> Path:
     return disk_dir / model_version / f"{image_key(key)}.npz"
 
 
+def embedding_dir_budget(settings: Settings) -> int | None:
+    """The shared directory's bound in bytes (``None``: unbounded)."""
+    return settings.embedding_dir_max_bytes
+
+
+def warn_if_over_budget(
+    budget_bytes: int | None, file_bytes: int, items: int, disk_dir: Path
+) -> bool:
+    """Log (and return True) when ``items`` embeddings of ``file_bytes`` each do not
+    fit in ``budget_bytes``: the older ones will be evicted by the newer ones."""
+    if budget_bytes is None or file_bytes <= 0:
+        return False
+    capacity = budget_bytes // file_bytes
+    if items <= capacity:
+        return False
+    log.warning(
+        "the embedding dir budget holds %d embeddings (embedding_dir_max_bytes=%d, "
+        "%d bytes each); the job encodes %d; older ones are evicted (%s)",
+        capacity,
+        budget_bytes,
+        file_bytes,
+        items,
+        disk_dir,
+    )
+    return True
+
+
 def build_segmenter(
     spec: ModelSpec,
     models_dir: Path,
@@ -56,12 +93,14 @@ def build_segmenter(
     device: str = "auto",
     precision: str = "auto",
     memory_bytes: int | None = None,
+    disk_max_bytes: int | None = DEFAULT_EMBEDDING_DIR_MAX_BYTES,
 ) -> SamSegmenter:
     """``SamSegmenter.from_spec`` with its cache's disk tier at ``disk_dir``.
 
     The model version stays ``model_version(spec)`` (the spec is not changed).
     ``memory_bytes`` replaces the spec's ``cache_max_bytes`` (0: keep nothing in
-    memory, as a pre-encode worker wants).
+    memory, as a pre-encode worker wants). ``disk_max_bytes`` bounds the
+    directory (pass ``embedding_dir_budget(settings)``; ``None``: unbounded).
     """
     from engine.models.embedding_cache import EmbeddingCache
     from engine.models.sam_segmenter import SamSegmenter
@@ -74,6 +113,7 @@ def build_segmenter(
         old.max_bytes if memory_bytes is None else memory_bytes,
         store_dtype=old.store_dtype,
         disk_dir=disk_dir,
+        disk_max_bytes=disk_max_bytes,
         device=old.device,
     )
     return model

@@ -30,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, get_model_spec
 from engine.embedding.backlog import ImageRow, all_images, queued_images
-from engine.embedding.disk import embedding_dir, embedding_file, item_image_key
+from engine.embedding.disk import (
+    embedding_dir,
+    embedding_dir_budget,
+    embedding_file,
+    item_image_key,
+    warn_if_over_budget,
+)
 from engine.jobs import JobRecord, add_progress, create_job, get_job, record_errors, update_job
 from engine.models.registry import model_version
 from engine.prelabel.stages import Batch, describe_error
@@ -205,13 +211,35 @@ def _execute(
     from engine.prelabel.runtime import ray_session
 
     config, spec, disk_dir = inputs
+    budget_checked = embedding_dir_budget(settings) is None
     with ray_session(settings) as session:
         dataset = build_embed_dataset(todo, settings, config, spec, disk_dir, session)
         for batch in dataset.iter_batches(
             batch_size=config.write_batch_size, batch_format="numpy", prefetch_batches=0
         ):
             record_batch(store, job_id, batch)
+            if not budget_checked:
+                budget_checked = _check_budget(settings, todo, batch, disk_dir, spec)
             notify()
+
+
+def _check_budget(
+    settings: Settings, todo: list[dict[str, str]], batch: Batch, disk_dir: Path, spec: ModelSpec
+) -> bool:
+    """Warn once if the job covers more embeddings than the directory's bound holds;
+    the size of one comes from a file this batch wrote. False: no file to measure yet."""
+    keys = {row["item_id"]: row["key"] for row in todo}
+    version = model_version(spec)
+    for item_id, error in zip(batch["item_id"], batch["error"], strict=True):
+        if error:
+            continue
+        try:
+            file_bytes = embedding_file(disk_dir, keys[str(item_id)], version).stat().st_size
+        except (KeyError, OSError):
+            continue  # evicted already (a tiny bound) or not this run's item
+        warn_if_over_budget(embedding_dir_budget(settings), file_bytes, len(todo), disk_dir)
+        return True
+    return False
 
 
 def record_batch(store: Store, job_id: str, batch: Batch) -> tuple[int, int]:

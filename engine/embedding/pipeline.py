@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.config import ConfigError, ModelSpec, Settings
+from engine.config import DEFAULT_EMBEDDING_DIR_MAX_BYTES, ConfigError, ModelSpec, Settings
 from engine.prelabel.runtime import RaySession
 from engine.prelabel.stages import Batch, decode_batch, describe_error
 
@@ -55,6 +55,7 @@ class Encoder:
         device: str = "auto",
         precision: str = "auto",
         torch_threads: int | None = None,
+        disk_max_bytes: int | None = DEFAULT_EMBEDDING_DIR_MAX_BYTES,
     ) -> None:
         from engine.embedding.disk import build_segmenter
 
@@ -71,6 +72,7 @@ class Encoder:
             device=device,
             precision=precision,
             memory_bytes=0,
+            disk_max_bytes=disk_max_bytes,
         )
 
     def __call__(self, batch: Batch) -> Batch:
@@ -133,6 +135,8 @@ def build_embed_dataset(
     import pyarrow as pa
     import ray.data
 
+    from engine.embedding.disk import embedding_dir_budget
+
     check_resources(config, session)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
@@ -173,5 +177,6 @@ def build_embed_dataset(
             "device": config.device,
             "precision": config.precision,
             "torch_threads": threads,
+            "disk_max_bytes": embedding_dir_budget(settings),
         },
     )

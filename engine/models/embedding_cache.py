@@ -5,9 +5,12 @@ the image (``content_hash``) or any caller-chosen stable id. Two tiers:
 
 - memory: an LRU bounded by the bytes of the stored feature tensors. An entry
   bigger than the whole bound is not kept in memory (it still goes to disk).
-- disk (optional): one ``<model_version>/<image_key>.npz`` per entry, written
-  atomically (temporary file + ``os.replace``), read on a memory miss. Several
-  processes can share the directory; a pre-encode job's work survives restarts.
+- disk (optional, ``engine.models.disk_tier``): one
+  ``<model_version>/<image_key>.npz`` per entry, written atomically (temporary
+  file + ``os.replace``), read on a memory miss. Several processes can share
+  the directory; a pre-encode job's work survives restarts. ``disk_max_bytes``
+  bounds the whole directory (least recently used files go first; reads and
+  memory hits refresh a file's recency); ``None``: unbounded.
 
 ``get_or_compute`` computes a missing key once even when many threads ask for
 it at the same time: the first caller computes, the others wait for its result.
@@ -17,11 +20,10 @@ in fp32 either way).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import os
 import re
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from engine.models.disk_tier import DiskTier
 
 if TYPE_CHECKING:
     import torch
@@ -104,15 +108,23 @@ class EmbeddingCache:
         *,
         store_dtype: str = "native",
         disk_dir: Path | str | None = None,
+        disk_max_bytes: int | None = None,
         device: str = "cpu",
+        disk: DiskTier | None = None,
     ) -> None:
+        """``disk``: an existing disk tier to share (then ``disk_dir`` and
+        ``disk_max_bytes`` must be left out); see also ``resized``."""
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         if store_dtype not in _STORE_DTYPES:
             raise ValueError(f"store_dtype must be one of {_STORE_DTYPES}, got {store_dtype!r}")
         self.max_bytes = int(max_bytes)
         self.store_dtype = store_dtype
-        self.disk_dir = Path(disk_dir) if disk_dir is not None else None
+        if disk is not None and (disk_dir is not None or disk_max_bytes is not None):
+            raise ValueError("give either disk (a shared DiskTier) or disk_dir, not both")
+        if disk is None and disk_dir is not None:
+            disk = DiskTier(disk_dir, disk_max_bytes)
+        self.disk = disk
         self.device = device
         self._lock = threading.Lock()
         self._entries: OrderedDict[CacheKey, Embedding] = OrderedDict()
@@ -130,6 +142,21 @@ class EmbeddingCache:
                 "disk_writes",
             ),
             0,
+        )
+
+    @property
+    def disk_dir(self) -> Path | None:
+        return self.disk.root if self.disk is not None else None
+
+    @property
+    def disk_max_bytes(self) -> int | None:
+        return self.disk.max_bytes if self.disk is not None else None
+
+    def resized(self, max_bytes: int) -> EmbeddingCache:
+        """A new, empty cache with another memory bound and the same dtype, device
+        and disk tier (the same ``DiskTier``: same directory, bound and accounting)."""
+        return EmbeddingCache(
+            max_bytes, store_dtype=self.store_dtype, device=self.device, disk=self.disk
         )
 
     # -- public API -------------------------------------------------------------------
@@ -189,14 +216,23 @@ class EmbeddingCache:
         ``hits`` (memory), ``disk_hits``, ``misses`` (in neither tier),
         ``computes`` (``get_or_compute`` ran ``compute``), ``puts``, ``waits``
         (callers that waited for another thread's compute), ``evictions``,
-        ``disk_writes``; ``entries``, ``bytes``, ``max_bytes``.
+        ``disk_writes``; ``entries``, ``bytes``, ``max_bytes``; the disk tier's
+        ``disk_bytes``, ``disk_files`` (the whole shared directory, as of its last
+        scan plus this process's writes), ``disk_evictions`` (files this process
+        deleted), ``disk_scans`` (all 0 without a disk tier).
         """
+        disk = (
+            self.disk.stats()
+            if self.disk is not None
+            else dict.fromkeys(("disk_bytes", "disk_files", "disk_evictions", "disk_scans"), 0)
+        )
         with self._lock:
             return {
                 **self._counts,
                 "entries": len(self._entries),
                 "bytes": self._bytes,
                 "max_bytes": self.max_bytes,
+                **disk,
             }
 
     def clear(self) -> None:
@@ -216,12 +252,15 @@ class EmbeddingCache:
     # -- memory tier ------------------------------------------------------------------
 
     def _memory_get(self, key: CacheKey) -> Embedding | None:
-        """Caller holds the lock."""
+        """Caller holds the lock. A hit also refreshes the disk file's recency (a
+        syscall at most once per ``DiskTier.touch_interval_s`` per key)."""
         found = self._entries.get(key)
         if found is None:
             return None
         self._entries.move_to_end(key)
         self._counts["hits"] += 1
+        if self.disk is not None:
+            self.disk.touch(key[0], key[1])
         return found
 
     def _memory_put(self, embedding: Embedding, *, count_disk_hit: bool = False) -> Embedding:
@@ -256,8 +295,6 @@ class EmbeddingCache:
         return self.put(computed)
 
     def _convert(self, embedding: Embedding) -> Embedding:
-        import dataclasses
-
         import torch
 
         target = {"fp16": torch.float16, "fp32": torch.float32}.get(self.store_dtype)
@@ -267,50 +304,38 @@ class EmbeddingCache:
 
     # -- disk tier --------------------------------------------------------------------
 
-    def _disk_path(self, key: CacheKey) -> Path | None:
-        if self.disk_dir is None:
-            return None
-        image_key, version = key
-        return self.disk_dir / version / f"{image_key}.npz"
-
     def _disk_write(self, embedding: Embedding) -> None:
         import torch
 
-        path = self._disk_path(embedding.key)
-        if path is None:
+        if self.disk is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         features = embedding.features.detach()
         if features.dtype not in (torch.float16, torch.float32):
             features = features.float()  # numpy has no bfloat16
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            with tmp.open("wb") as handle:
-                np.savez(
-                    handle,
-                    features=features.cpu().numpy(),
-                    original_size_hw=np.asarray(embedding.original_size_hw, dtype=np.int64),
-                    input_size_hw=np.asarray(embedding.input_size_hw, dtype=np.int64),
-                )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        self.disk.write(
+            embedding.image_key,
+            embedding.model_version,
+            {
+                "features": features.cpu().numpy(),
+                "original_size_hw": np.asarray(embedding.original_size_hw, dtype=np.int64),
+                "input_size_hw": np.asarray(embedding.input_size_hw, dtype=np.int64),
+            },
+        )
         with self._lock:
             self._counts["disk_writes"] += 1
 
     def _disk_read(self, key: CacheKey) -> Embedding | None:
         import torch
 
-        path = self._disk_path(key)
-        if path is None or not path.is_file():
-            return None
+        arrays = self.disk.read(key[0], key[1]) if self.disk is not None else None
+        if arrays is None:
+            return None  # never written, evicted, or unreadable: a miss
         try:
-            with np.load(path, allow_pickle=False) as data:
-                features = torch.from_numpy(data["features"]).to(self.device)
-                original = tuple(int(v) for v in data["original_size_hw"])
-                input_size = tuple(int(v) for v in data["input_size_hw"])
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable or partial file from elsewhere: recompute
+            features = torch.from_numpy(arrays["features"]).to(self.device)
+            original = tuple(int(v) for v in arrays["original_size_hw"])
+            input_size = tuple(int(v) for v in arrays["input_size_hw"])
+        except (KeyError, TypeError, ValueError):
+            return None  # a file of another layout: recompute
         if features.ndim != 4 or len(original) != 2 or len(input_size) != 2:
             return None
         embedding = Embedding(

@@ -97,7 +97,12 @@ class InteractiveSegmenter:
                 f"interactive_model {spec.name!r} is a {spec.family} model, not a segmenter"
             )
         disk_dir = embedding_dir(self._settings, spec)
-        return build_segmenter(spec, self._settings.resolved_models_dir, disk_dir)
+        return build_segmenter(
+            spec,
+            self._settings.resolved_models_dir,
+            disk_dir,
+            disk_max_bytes=self._settings.embedding_dir_max_bytes,
+        )
 
     @property
     def model(self) -> SamSegmenter:
