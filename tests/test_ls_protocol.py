@@ -51,6 +51,13 @@ IMAGE_CONFIG = """<View>
     <Label value="Plant"/>
   </KeyPointLabels>
 </View>"""
+# No mask control: served by the detector alone (BrushLabels / PolygonLabels chain the
+# segmenter: tests/test_ls_protocol_masks.py).
+BOX_CONFIG = (
+    IMAGE_CONFIG.split("  <BrushLabels")[0]
+    + "  <KeyPointLabels"
+    + IMAGE_CONFIG.split("  <KeyPointLabels")[1]
+)
 TEXT_CONFIG = """<View>
   <Labels name="ner" toName="text">
     <Label value="Person" predicted_values="PERSON"/>
@@ -168,14 +175,14 @@ def image_task(task_id: int, ref: str) -> dict[str, Any]:
 def test_three_tasks_one_missing_image_give_three_results_in_order(
     client: TestClient, store: Store, label_studio: MediaServer
 ) -> None:
-    version = setup(client, IMAGE_CONFIG, label_studio)
+    version = setup(client, BOX_CONFIG, label_studio)
     assert version == tiny_detector().version
     tasks = [
         image_task(1, "/data/upload/7/a.png"),
         image_task(2, "/data/upload/7/missing.png"),
         image_task(3, "/data/upload/7/b.png"),
     ]
-    results = predict(client, tasks, IMAGE_CONFIG)
+    results = predict(client, tasks, BOX_CONFIG)
     assert results[1] == {"result": [], "score": 0.0, "model_version": version + "+failed"}
     # The owner's token from /setup fetched the media.
     assert {auth for _, auth in label_studio.requests} == {"Token owner-token"}
@@ -199,7 +206,7 @@ def test_three_tasks_one_missing_image_give_three_results_in_order(
                 assert 0.0 <= value[start] <= value[start] + value[extent] <= 100.0 + 1e-6
     # A second call is served from the store: same region ids, no new prediction.
     count = store.count_predictions()
-    again = predict(client, tasks, IMAGE_CONFIG)
+    again = predict(client, tasks, BOX_CONFIG)
     assert store.count_predictions() == count
     assert [r["result"] for r in again] == [r["result"] for r in results]
 
@@ -227,7 +234,7 @@ def test_stored_suggestions_map_by_predicted_values(
     store.record_feedback(
         Feedback(digest[:24], "reject", "ls-1", suggestion_id=records[2].suggestion_id)
     )
-    [out] = predict(client, [image_task(9, str(path))], IMAGE_CONFIG)
+    [out] = predict(client, [image_task(9, str(path))], BOX_CONFIG)
     assert out["score"] == pytest.approx(0.42)
     assert out["model_version"] == version
     [region] = out["result"]
@@ -244,7 +251,7 @@ def test_missing_data_key_fails_only_its_task(
     (tmp_path / "d.png").write_bytes(png(20, 20, 3))
     version = tiny_detector().version
     tasks = [{"id": 1, "data": {"img": "x.png"}}, image_task(2, str(tmp_path / "d.png"))]
-    results = predict(client, tasks, IMAGE_CONFIG)
+    results = predict(client, tasks, BOX_CONFIG)
     assert results[0] == {"result": [], "score": 0.0, "model_version": version + "+failed"}
     assert results[1]["model_version"] == version
     assert 'no data key "image"' in caplog.text
@@ -254,7 +261,7 @@ def test_a_corrupt_image_fails_alone(client: TestClient, tmp_path: Path) -> None
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (tmp_path / "good.png").write_bytes(png(30, 30, 6))
     tasks = [image_task(1, str(tmp_path / "bad.png")), image_task(2, str(tmp_path / "good.png"))]
-    bad, good = predict(client, tasks, IMAGE_CONFIG)
+    bad, good = predict(client, tasks, BOX_CONFIG)
     assert bad["model_version"].endswith("+failed") and bad["result"] == []
     assert good["model_version"] == tiny_detector().version and good["result"]
 
@@ -420,7 +427,7 @@ def test_real_yolo11n_labels_the_bus_photo(
     assert spec is not None and spec.origin is not None
     bus = tmp_path / "bus.jpg"
     bus.write_bytes((Path(spec.origin).parent / "assets" / "bus.jpg").read_bytes())
-    config = IMAGE_CONFIG.replace('value="Animal" predicted_values="cat,dog"', 'value="Person"')
+    config = BOX_CONFIG.replace('value="Animal" predicted_values="cat,dog"', 'value="Person"')
     config = config.replace('predicted_values="car"', 'predicted_values="bus,car,truck"')
     with TestClient(create_app(settings, store, models=ModelHolder(settings))) as http:
         version = setup(http, config)

@@ -30,7 +30,11 @@ IoU ~0.2 and stability 0.0, the single masks 0.7-0.9 and 0.5-0.8).
 The segmenter's in-memory embedding cache is replaced by a zero-byte one: in
 a batch job every image is encoded once and never asked for again, so
 keeping embeddings would only grow the actor's memory (the disk tier, if
-configured, is kept: it is how a job pre-encodes for the server).
+configured, is kept: it is how a job pre-encodes for the server). With
+``keep_cache=True`` (the server's chain, which shares the interactive
+segmenter) the segmenter's cache is left as it is, so an image the chain
+encoded answers the editor's first click with the decoder alone; key the
+items as the interactive path does (``metadata["key"]`` = the content hash).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class ChainedModel:
         version: str,
         min_box_score: float = 0.25,
         multimask: bool | None = None,
+        keep_cache: bool = False,
     ) -> None:
         from engine.models.embedding_cache import EmbeddingCache
 
@@ -74,10 +79,11 @@ class ChainedModel:
         self.version = version
         self.min_box_score = min_box_score
         self.multimask = segmenter.accepts_point_prompts if multimask is None else multimask
-        old = segmenter.cache
-        segmenter.cache = EmbeddingCache(
-            0, store_dtype=old.store_dtype, disk_dir=old.disk_dir, device=old.device
-        )
+        if not keep_cache:
+            old = segmenter.cache
+            segmenter.cache = EmbeddingCache(
+                0, store_dtype=old.store_dtype, disk_dir=old.disk_dir, device=old.device
+            )
 
     def predict(
         self, items: Sequence[Item], inputs: Sequence[Any] | None = None

@@ -130,7 +130,9 @@ def create_app(
     # A real server prefetches from the first lease on (loading the segmenter for it).
     app.state.segmenter = segmenter or InteractiveSegmenter(settings, load_for_prefetch=serving)
     app.state.models = models or ModelHolder(settings)
-    app.state.ls_backend = LabelStudioBackend(settings, app.state.models)
+    app.state.ls_backend = LabelStudioBackend(
+        settings, app.state.models, segmenter=app.state.segmenter
+    )
     if store is not None:
         _attach_store(app, settings, store)
     install_error_handlers(app)

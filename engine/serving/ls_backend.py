@@ -2,8 +2,14 @@
 
 - The labeling config decides the model: a config with a control on an
   ``<Image>`` is served by the detector (``default_detector``), otherwise by
-  the entity tagger (``default_tagger``). ``/setup`` answers that model's
-  version and every prediction for the project carries the same one.
+  the entity tagger (``default_tagger``). When a ``BrushLabels`` or
+  ``PolygonLabels`` control labels the image too (and ``interactive_model``
+  is a ``sam`` model), the detector is chained with the server's interactive
+  segmenter (``ModelHolder.chain``): boxes and one mask per confident box,
+  under the version ``labelengine prelabel --model <default_detector>
+  --segmenter <interactive_model>`` records, so such a job's predictions are
+  served as they are. ``/setup`` answers the model's version and every
+  prediction for the project carries the same one.
 - ``/predict`` answers exactly one prediction per task, in task order
   (``engine.serving.ls_predict``); with ``params.context.result`` (interactive
   mode) the segmenter answers one ``brushlabels`` region per task
@@ -22,10 +28,11 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import HTTPException
 
-from engine.config import Settings
+from engine.config import Settings, get_model_spec
 from engine.formats.labelstudio_config import LabelingConfig, ObjectTag, parse_labeling_config
 from engine.models.base import Model
 from engine.serving.interactive import InteractiveSegmenter
@@ -37,7 +44,11 @@ from engine.serving.ls_schemas import LsPredictIn, LsPredictionOut, LsSetupIn, L
 from engine.serving.media import LabelStudioAccess, MediaFetcher
 from engine.store import Store
 
+if TYPE_CHECKING:
+    from engine.models.sam_segmenter import SamSegmenter
+
 log = logging.getLogger(__name__)
+MASK_RESULT_TYPES = ("brushlabels", "polygonlabels")
 
 
 @dataclass(frozen=True)
@@ -62,17 +73,35 @@ def config_kind(config: LabelingConfig) -> str:
     return "image" if any(c.target.kind == "image" for c in config.controls) else "text"
 
 
+def wants_masks(config: LabelingConfig) -> bool:
+    """True when a ``BrushLabels`` or ``PolygonLabels`` control labels an ``<Image>``."""
+    return any(
+        c.target.kind == "image" and c.result_type in MASK_RESULT_TYPES for c in config.controls
+    )
+
+
 class LabelStudioBackend:
-    """The protocol's state (per-project setup) and its operations."""
+    """The protocol's state (per-project setup) and its operations.
+
+    ``segmenter`` (the app's interactive one) is what image projects with mask
+    controls chain with the detector; without it they get the detector alone.
+    """
 
     def __init__(
-        self, settings: Settings, models: ModelHolder, fetcher: MediaFetcher | None = None
+        self,
+        settings: Settings,
+        models: ModelHolder,
+        fetcher: MediaFetcher | None = None,
+        *,
+        segmenter: InteractiveSegmenter | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
+        self.segmenter = segmenter
         self.fetcher = fetcher or MediaFetcher.from_settings(settings)
         self._projects: dict[str, ProjectSetup] = {}
         self._lock = threading.Lock()
+        self._interactive_is_sam: bool | None = None
 
     def setup(self, body: LsSetupIn) -> str:
         """The model version for the project's config; remembers the project."""
@@ -81,7 +110,7 @@ class LabelStudioBackend:
         xml = body.label_schema or (known.label_config if known else None)
         if not xml:
             raise ValueError("/setup needs 'schema': the project's labeling config XML")
-        version = self.model(config_kind(parse_config(xml))).version
+        version, _ = self.served(parse_config(xml))
         if project is not None:
             setup = ProjectSetup(project, version, xml, body.hostname, body.access_token)
             with self._lock:
@@ -95,14 +124,60 @@ class LabelStudioBackend:
             return self._projects.get(str(project))
 
     def versions(self) -> list[str]:
-        """Versions of the models that can answer (detector, then tagger)."""
+        """Versions of the models that can answer: detector, tagger, then the
+        detector -> segmenter chain once the segmenter is loaded (not loaded here)."""
         versions = []
         for kind in KINDS:
             try:
                 versions.append(self.models.get(kind).version)
             except Exception as exc:
                 log.warning("no %s model version: %s", kind, exc)
+        if self.segmenter is not None and self.segmenter.loaded and self._segmenter_is_sam():
+            try:
+                versions.append(self.models.chain(self.segmenter.model).version)
+            except Exception as exc:
+                log.warning("no chained image model version: %s", exc)
         return versions
+
+    def mask_segmenter(self, config: LabelingConfig) -> SamSegmenter | None:
+        """The segmenter to chain with the detector for ``config``; ``None`` when the
+        config wants no masks or the server has no ``sam`` interactive model."""
+        if self.segmenter is None or config_kind(config) != "image" or not wants_masks(config):
+            return None
+        if not self._segmenter_is_sam():
+            return None
+        self._load_segmenter(self.segmenter)
+        return self.segmenter.model
+
+    def served(self, config: LabelingConfig) -> tuple[str, SamSegmenter | None]:
+        """The version ``config``'s predictions carry and the segmenter chained with
+        the detector (``None``: the detector or tagger alone); 503 if one cannot load."""
+        version = self.model(config_kind(config)).version
+        segmenter = self.mask_segmenter(config)
+        if segmenter is None:
+            return version, None
+        try:
+            return self.models.chain(segmenter).version, segmenter
+        except Exception as exc:  # e.g. a bad jobs/prelabel.yaml: the server's, not the request's
+            log.error("the detector -> segmenter chain cannot be built: %s", exc)
+            raise HTTPException(
+                503, f"the detector -> segmenter chain cannot be built ({exc}); see the server log"
+            ) from exc
+
+    def _segmenter_is_sam(self) -> bool:
+        """Whether ``interactive_model`` names a ``sam`` model (read once)."""
+        if self._interactive_is_sam is None:
+            name = self.settings.interactive_model
+            try:
+                self._interactive_is_sam = get_model_spec(self.settings, name).family == "sam"
+            except ValueError as exc:
+                log.warning("no masks for image projects: %s", exc)
+                self._interactive_is_sam = False
+            if not self._interactive_is_sam:
+                log.warning(
+                    "interactive_model %r is not a sam model: image projects get boxes only", name
+                )
+        return self._interactive_is_sam
 
     def model(self, kind: str) -> Model:
         """The model for ``kind``, or a 503 naming why it cannot be loaded."""
@@ -138,9 +213,11 @@ class LabelStudioBackend:
             return segment_tasks(
                 store, segmenter, config, context.result, body.tasks, loaded, project=project
             )
-        version = self.model(kind).version
+        version, chain_with = self.served(config)
         loaded = self._load(store, body.tasks, target, access, project)
-        return predict_tasks(store, self.models, kind, version, config, body.tasks, loaded)
+        return predict_tasks(
+            store, self.models, kind, version, config, body.tasks, loaded, segmenter=chain_with
+        )
 
     def _load(
         self,

@@ -5,6 +5,15 @@
 app's startup); tests pass ready models instead. ``predict`` serialises calls
 per model (spaCy pipelines and YOLO's anchor cache are not safe to share
 between threads), so the HTTP threadpool may call it freely.
+
+For image projects that want masks, ``chain(segmenter)`` is the detector
+chained with the server's interactive segmenter (``engine.prelabel.chain``),
+with the version and mask settings a pre-label job records for
+``--model <default_detector> --segmenter <interactive_model>`` (the job
+config read as ``labelengine prelabel`` reads it, once per chain), so
+predictions such a job stored are served, not computed again. The chain keeps
+the segmenter's embedding cache: an image it encoded answers the editor's
+clicks with the decoder alone.
 """
 
 from __future__ import annotations
@@ -12,11 +21,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings, get_model_spec
 from engine.models.base import Model
 from engine.types import Item, Prediction
+
+if TYPE_CHECKING:
+    from engine.models.sam_segmenter import SamSegmenter
+    from engine.prelabel.chain import ChainedModel
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +59,8 @@ class ModelHolder:
             self._models["text"] = tagger
         self._build_locks = {kind: threading.Lock() for kind in KINDS}
         self._run_locks = {kind: threading.Lock() for kind in KINDS}
+        self._chain: ChainedModel | None = None
+        self._chain_lock = threading.Lock()
 
     def _build_kind(self, kind: str) -> Model:
         name = self._names[kind]
@@ -76,11 +91,55 @@ class ModelHolder:
                 self._models[kind] = model
         return model
 
+    def chain(self, segmenter: SamSegmenter) -> ChainedModel:
+        """The image detector chained with ``segmenter`` (see the module doc).
+
+        Built once per (detector, segmenter) pair; the segmenter keeps its cache.
+        """
+        detector = self.get("image")
+        with self._chain_lock:
+            chain = self._chain
+            if chain is None or chain.detector is not detector or chain.segmenter is not segmenter:
+                chain = self._build_chain(detector, segmenter)
+                self._chain = chain
+        return chain
+
+    def _build_chain(self, detector: Model, segmenter: SamSegmenter) -> ChainedModel:
+        from engine.prelabel.chain import ChainedModel
+        from engine.prelabel.config import config_for_job
+        from engine.prelabel.plan import chained_version
+
+        job = config_for_job(self._settings, None)  # as `labelengine prelabel` reads it
+        version = chained_version(
+            detector.version, segmenter.version, job.mask_min_box_score, job.mask_multimask
+        )
+        log.info("image projects with masks: %s", version)
+        return ChainedModel(
+            detector,
+            segmenter,
+            version=version,
+            min_box_score=job.mask_min_box_score,
+            multimask=job.mask_multimask,
+            keep_cache=True,
+        )
+
     def predict(
-        self, kind: str, items: Sequence[Item], inputs: Sequence[Any] | None = None
+        self,
+        kind: str,
+        items: Sequence[Item],
+        inputs: Sequence[Any] | None = None,
+        *,
+        segmenter: SamSegmenter | None = None,
     ) -> list[Prediction]:
-        model = self.get(kind)
-        with self._run_locks[kind]:
+        """The ``kind`` model's predictions; with ``segmenter`` (images) the chain's.
+
+        A chained item's ``metadata["key"]`` keys its embedding (see
+        ``ChainedModel.predict``).
+        """
+        if segmenter is not None and kind != "image":
+            raise ValueError(f"a segmenter chains with the image detector, not the {kind} model")
+        model: Model = self.get(kind) if segmenter is None else self.chain(segmenter)
+        with self._run_locks[kind]:  # the chain runs the detector too
             return model.predict(items, inputs)
 
     def loaded(self) -> dict[str, str]:

@@ -8,12 +8,22 @@ in batches of ``BATCH_SIZE`` and are saved first, so every region id is
 Suggestions under ``DISPLAY_THRESHOLD`` (the queue's display threshold) or
 rejected by feedback are left out. A task that fails at any step gets
 ``failed(version)``; the batch goes on.
+
+With a ``segmenter`` the model is the detector -> segmenter chain
+(``ModelHolder.chain``): each item's embedding is keyed by its content hash,
+as ``engine.serving.interactive`` keys it, so the editor's clicks on a task
+reuse the embedding computed here. A chained mask whose class maps to no
+``BrushLabels`` / ``PolygonLabels`` control is left out (its box already
+answers for it as a rectangle); boxes whose class maps to no
+``RectangleLabels`` are skipped as any unmapped class is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -27,7 +37,10 @@ from engine.serving.ls_models import ModelHolder
 from engine.serving.ls_schemas import LsPredictionOut, LsTaskIn
 from engine.serving.media import LabelStudioAccess, MediaFetcher
 from engine.store import Store
-from engine.types import Prediction
+from engine.types import Mask, Prediction, Suggestion
+
+if TYPE_CHECKING:
+    from engine.models.sam_segmenter import SamSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +104,14 @@ def predict_tasks(
     config: LabelingConfig,
     tasks: Sequence[LsTaskIn],
     loaded: Sequence[TaskItem | None],
+    *,
+    segmenter: SamSegmenter | None = None,
 ) -> list[LsPredictionOut]:
-    """Exactly one prediction per task, in order (see the module doc)."""
-    _predict_missing(store, models, kind, version, loaded)
+    """Exactly one prediction per task, in order (see the module doc).
+
+    ``segmenter``: run the detector chained with it (``version`` must be the chain's).
+    """
+    _predict_missing(store, models, kind, version, loaded, segmenter)
     return [
         _convert(store, task, entry, config, version)
         for task, entry in zip(tasks, loaded, strict=True)
@@ -106,14 +124,18 @@ def _predict_missing(
     kind: str,
     version: str,
     loaded: Sequence[TaskItem | None],
+    segmenter: SamSegmenter | None,
 ) -> None:
     todo: dict[str, TaskItem] = {}
     for entry in loaded:
         if entry is not None and stored_score(store, entry.item.item_id, version) is None:
             todo.setdefault(entry.item.item_id, entry)
     pending = list(todo.values())
+    if segmenter is not None:
+        pending = [_keyed(store, entry) for entry in pending]
     for start in range(0, len(pending), BATCH_SIZE):
-        for entry, outcome in _run(models, kind, pending[start : start + BATCH_SIZE]):
+        batch = pending[start : start + BATCH_SIZE]
+        for entry, outcome in _run(models, kind, batch, segmenter):
             if isinstance(outcome, Exception):
                 log.warning("model failed on item %s: %s", entry.item.item_id, outcome)
                 continue
@@ -121,8 +143,21 @@ def _predict_missing(
             store.save_predictions([outcome], [score])
 
 
+def _keyed(store: Store, entry: TaskItem) -> TaskItem:
+    """The entry with its item's embedding key set as the interactive path computes it."""
+    from engine.embedding.disk import item_image_key
+
+    item = entry.item
+    key = item_image_key(item.item_id, store.content_sha256(item.item_id))
+    keyed = dataclasses.replace(item, metadata={**item.metadata, "key": key})
+    return dataclasses.replace(entry, item=keyed)
+
+
 def _run(
-    models: ModelHolder, kind: str, entries: Sequence[TaskItem]
+    models: ModelHolder,
+    kind: str,
+    entries: Sequence[TaskItem],
+    segmenter: SamSegmenter | None = None,
 ) -> list[tuple[TaskItem, Prediction | Exception]]:
     """Predictions for ``entries``; a failing batch is retried item by item."""
     outcomes: list[tuple[TaskItem, Prediction | Exception]] = []
@@ -137,14 +172,14 @@ def _run(
         return outcomes
     try:
         predictions = models.predict(
-            kind, [e.item for e in ready], [e.model_input() for e in ready]
+            kind, [e.item for e in ready], [e.model_input() for e in ready], segmenter=segmenter
         )
         return outcomes + list(zip(ready, predictions, strict=True))
     except Exception as exc:
         if len(ready) == 1:
             return [*outcomes, (ready[0], exc)]
     for entry in ready:
-        outcomes.extend(_run(models, kind, [entry]))
+        outcomes.extend(_run(models, kind, [entry], segmenter))
     return outcomes
 
 
@@ -167,7 +202,7 @@ def _convert(
             for r in store.suggestions_for(
                 item_id, model_version=version, min_score=DISPLAY_THRESHOLD
             )
-            if r.status != "rejected"
+            if r.status != "rejected" and _shown(r.suggestion, config)
         ]
         prediction = to_ls_prediction(
             [r.suggestion for r in records],
@@ -182,6 +217,14 @@ def _convert(
         log_failure(task, None, exc)
         return failed(version)
     return LsPredictionOut.model_validate(prediction)
+
+
+def _shown(suggestion: Suggestion, config: LabelingConfig) -> bool:
+    """False for a chained mask (it has a parent box) that no mask control can show."""
+    if suggestion.parent_index is None or not isinstance(suggestion.region, Mask):
+        return True
+    controls = config.controls_of("brushlabels", "polygonlabels")
+    return any(c.label_for(suggestion.label) is not None for c in controls)
 
 
 def log_failure(task: LsTaskIn, project: str | None, exc: Exception) -> None:

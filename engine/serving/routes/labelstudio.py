@@ -41,7 +41,9 @@ def _backend(request: Request) -> LabelStudioBackend:
     description="Label Studio sends ``project`` (``<id>.<created timestamp>``), ``schema`` "
     "(the labeling config), ``hostname`` and the owner's ``access_token`` before every "
     "predict. The answer is the version every prediction for this project carries: the "
-    "detector's for a config with a control on an ``<Image>``, else the entity tagger's. "
+    "detector's for a config with a control on an ``<Image>`` (with a ``BrushLabels`` or "
+    "``PolygonLabels`` control there too: the detector -> segmenter chain's, as "
+    "``labelengine prelabel --segmenter`` records it), else the entity tagger's. "
     "The hostname and token are kept in memory to fetch ``/data/...`` media when "
     "LABELENGINE_LABEL_STUDIO_URL / _API_KEY (or LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY) "
     "are unset.",
@@ -62,6 +64,7 @@ def setup(body: LsSetupIn, request: Request) -> LsSetupOut:
     '``result: []``, ``score: 0`` and ``model_version: "<version>+failed"`` so Label Studio '
     "asks again next time; the batch never fails for one task. Regions: "
     "``rectanglelabels`` (percent of ``original_width`` / ``original_height``), "
+    "``brushlabels`` (Label Studio RLE) and ``polygonlabels`` (one mask per confident box), "
     "``labels`` (``start``, ``end``, ``text``), ids ``s<suggestion_id>``. Model classes map "
     "to the project's labels by value, alias or ``predicted_values``; unmapped classes are "
     "skipped. **score** is the item's uncertainty score (higher = label first): sort the "
@@ -81,7 +84,8 @@ def predict(
     "/versions",
     response_model=LsVersionsOut,
     summary="Label Studio: model versions",
-    description="The versions of the detector and the entity tagger.",
+    description="The versions of the detector and the entity tagger, and of the "
+    "detector -> segmenter chain once the segmenter is loaded.",
 )
 def versions(request: Request) -> LsVersionsOut:
     return LsVersionsOut(versions=_backend(request).versions())
