@@ -397,7 +397,7 @@ def test_write_batch_is_idempotent_and_records_errors_once(
 
 
 def test_failure_message_drops_terminal_colour_codes() -> None:
-    from engine.prelabel.job import failure_message
+    from engine.job_runner import failure_message
 
     exc = RuntimeError("\x1b[36mray::MapWorker.__init__()\x1b[39m died\nAssetError: missing")
     assert (

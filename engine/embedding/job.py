@@ -22,7 +22,6 @@ batches in flight.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,16 +36,15 @@ from engine.embedding.disk import (
     item_image_key,
     warn_if_over_budget,
 )
-from engine.jobs import JobRecord, add_progress, create_job, get_job, record_errors, update_job
+from engine.job_runner import ProgressCallback, run_item_job
+from engine.jobs import JobRecord, add_progress, create_job, record_errors
 from engine.models.registry import model_version
-from engine.prelabel.stages import Batch, describe_error
+from engine.prelabel.stages import Batch
 from engine.store import Store
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "embed"
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-ProgressCallback = Callable[[JobRecord], None]
 
 
 class EmbedConfig(BaseModel):
@@ -160,43 +158,19 @@ def run_embed_job(
     error is logged, not raised). Ctrl-C marks the job ``cancelled`` and
     re-raises. Safe to call again for the same job: it continues.
     """
+    inputs: list[tuple[EmbedConfig, ModelSpec, Path]] = []
 
-    def notify() -> None:
-        if on_progress is not None:
-            on_progress(get_job(store, job_id))
+    def plan(job: JobRecord) -> tuple[list[dict[str, str]], int]:
+        inputs.append(job_inputs(job))
+        config, _spec, disk_dir = inputs[0]
+        return plan_items(store, config, disk_dir, str(job.model_version))
 
-    job = get_job(store, job_id)
-    try:
-        config, spec, disk_dir = job_inputs(job)
-        todo, skipped = plan_items(store, config, disk_dir, str(job.model_version))
-        update_job(
-            store,
-            job_id,
-            state="running",
-            total=len(todo) + skipped,
-            skipped=skipped,
-            done=0,
-            failed=0,
-            message=None,
-        )
-        notify()
-        if todo:
-            _execute(store, settings, job_id, todo, (config, spec, disk_dir), notify)
-    except BaseException as exc:
-        cancelled = not isinstance(exc, Exception)
-        if not cancelled:
-            log.exception("embed job %s failed", job_id)
-        message = _ANSI_ESCAPE.sub("", describe_error(exc)).strip()[:4000]
-        update_job(store, job_id, state="cancelled" if cancelled else "failed", message=message)
-        notify()
-        if cancelled:
-            raise
-        return get_job(store, job_id)
-    final = get_job(store, job_id)
-    summary = f"{final.done} encoded, {final.failed} failed, {final.skipped} skipped"
-    update_job(store, job_id, state="succeeded", message=summary)
-    notify()
-    return get_job(store, job_id)
+    def execute(todo: list[dict[str, str]], notify: Callable[[], None]) -> None:
+        _execute(store, settings, job_id, todo, inputs[0], notify)
+
+    return run_item_job(
+        store, job_id, plan=plan, execute=execute, done_word="encoded", on_progress=on_progress
+    )
 
 
 def _execute(

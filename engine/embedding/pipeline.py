@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.config import DEFAULT_EMBEDDING_DIR_MAX_BYTES, ConfigError, ModelSpec, Settings
+from engine.job_runner import describe_error
 from engine.prelabel.runtime import RaySession
-from engine.prelabel.stages import Batch, decode_batch, describe_error
+from engine.prelabel.stages import Batch, decode_batch
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -29,7 +29,6 @@ end ``done + failed + skipped == total``.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, get_model_spec
+from engine.job_runner import ProgressCallback, failure_message, run_item_job
 from engine.jobs import JobRecord, add_progress, create_job, get_job, record_errors, update_job
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.config import PrelabelConfig, config_for_job
@@ -51,15 +51,13 @@ from engine.prelabel.plan import (
     predicted_by_job,
     resolve_version,
 )
-from engine.prelabel.stages import Batch, describe_error
+from engine.prelabel.stages import Batch
 from engine.store import Store
 from engine.types import Prediction
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "prelabel"
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-ProgressCallback = Callable[[JobRecord], None]
 __all__ = [
     "FAMILY_KINDS",
     "JOB_KIND",
@@ -182,63 +180,19 @@ def run_prelabel_job(
     error is logged, not raised). Ctrl-C marks the job ``cancelled`` and
     re-raises. Safe to call again for the same job: it continues.
     """
-    job = get_job(store, job_id)
-    notify = _notifier(store, job_id, on_progress)
-    try:
-        inputs = job_inputs(job)
-        config = inputs.config
-        version = str(job.model_version)
-        todo, skipped = plan_items(store, job_id, version, config.limit, inputs.models.kind)
-        update_job(
-            store,
-            job_id,
-            state="running",
-            total=len(todo) + skipped,
-            skipped=skipped,
-            done=0,
-            failed=0,
-            message=None,
-        )
-        notify()
-        if todo:
-            _execute(store, settings, job_id, todo, config, inputs.models, notify)
-    except BaseException as exc:
-        cancelled = not isinstance(exc, Exception)
-        if not cancelled:
-            log.exception("pre-label job %s failed", job_id)
-        update_job(
-            store,
-            job_id,
-            state="cancelled" if cancelled else "failed",
-            message=failure_message(exc),
-        )
-        notify()
-        if cancelled:
-            raise
-        return get_job(store, job_id)
-    final = get_job(store, job_id)
-    update_job(store, job_id, state="succeeded", message=_summary(final))
-    notify()
-    return get_job(store, job_id)
+    inputs: list[JobInputs] = []
 
+    def plan(job: JobRecord) -> tuple[list[dict[str, Any]], int]:
+        inputs.append(job_inputs(job))
+        config, models = inputs[0].config, inputs[0].models
+        return plan_items(store, job_id, str(job.model_version), config.limit, models.kind)
 
-def failure_message(exc: BaseException) -> str:
-    """One readable message: Ray wraps worker errors with colour codes; drop them."""
-    return _ANSI_ESCAPE.sub("", describe_error(exc)).strip()[:4000]
+    def execute(todo: list[dict[str, Any]], notify: Callable[[], None]) -> None:
+        _execute(store, settings, job_id, todo, inputs[0].config, inputs[0].models, notify)
 
-
-def _summary(job: JobRecord) -> str:
-    return f"{job.done} predicted, {job.failed} failed, {job.skipped} skipped"
-
-
-def _notifier(
-    store: Store, job_id: str, on_progress: ProgressCallback | None
-) -> Callable[[], None]:
-    def notify() -> None:
-        if on_progress is not None:
-            on_progress(get_job(store, job_id))
-
-    return notify
+    return run_item_job(
+        store, job_id, plan=plan, execute=execute, done_word="predicted", on_progress=on_progress
+    )
 
 
 def _execute(

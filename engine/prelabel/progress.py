@@ -23,15 +23,8 @@ def run_with_progress(
     """Create a job for ``model`` (chained with ``segmenter`` when given), or resume
     ``job_id``, and run it with a progress bar."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
+    from engine.job_runner import job_progress
     from engine.prelabel.job import create_prelabel_job, run_prelabel_job
     from engine.store import Store
 
@@ -43,25 +36,7 @@ def run_with_progress(
                 store, settings, model_name=model, segmenter_name=segmenter, limit=limit
             ).job_id
         console.print(f"pre-label job [bold]{job_id}[/]")
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task("pre-label", total=None, detail="starting")
-
-            def update(job: JobRecord) -> None:
-                progress.update(
-                    task,
-                    total=job.total or None,
-                    completed=job.done + job.failed + job.skipped,
-                    detail=f"{job.done} new, {job.failed} failed, {job.skipped} skipped",
-                )
-
+        with job_progress(console, "pre-label", "new") as update:
             job = run_prelabel_job(store, settings, job_id, on_progress=update)
         console.print(f"job {job.job_id}: {job.state}: {job.message or ''}")
         return job

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.job_runner import describe_error
 from engine.prelabel.codec import encode_prediction
 from engine.prelabel.scoring import item_score
 from engine.types import Item, Prediction
@@ -39,10 +40,6 @@ def objects(values: Sequence[Any]) -> np.ndarray:
     for i, value in enumerate(values):
         out[i] = value
     return out
-
-
-def describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def decode_one(

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.prelabel.stages import Batch, describe_error, objects
+from engine.job_runner import describe_error
+from engine.prelabel.stages import Batch, objects
 
 
 class TextDecodeError(ValueError):
