@@ -333,3 +333,14 @@ def test_real_person_boxes_get_masks_covering_a_plausible_share() -> None:
     assert len(shares) >= 4  # bus.jpg and zidane.jpg show at least 4 clear people
     assert all(0.2 <= share <= 0.95 for share in shares), shares
     assert min(inside) >= 0.9, inside  # a box-prompted mask stays in its box
+
+
+def test_the_chain_keeps_the_disk_tier_and_its_bound(detector: Any, tmp_path: Path) -> None:
+    from engine.models.embedding_cache import EmbeddingCache
+
+    segmenter = _segmenter()
+    segmenter.cache = EmbeddingCache(1 << 20, disk_dir=tmp_path, disk_max_bytes=5_000_000)
+    ChainedModel(detector, segmenter, version="det+seg-x")
+    assert segmenter.cache.max_bytes == 0
+    assert segmenter.cache.disk_dir == tmp_path.resolve()
+    assert segmenter.cache.disk_max_bytes == 5_000_000

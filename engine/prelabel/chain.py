@@ -70,8 +70,6 @@ class ChainedModel:
         multimask: bool | None = None,
         keep_cache: bool = False,
     ) -> None:
-        from engine.models.embedding_cache import EmbeddingCache
-
         if not 0.0 <= min_box_score <= 1.0:
             raise ValueError(f"min_box_score must be in [0, 1], got {min_box_score}")
         self.detector, self.segmenter = detector, segmenter
@@ -79,11 +77,8 @@ class ChainedModel:
         self.version = version
         self.min_box_score = min_box_score
         self.multimask = segmenter.accepts_point_prompts if multimask is None else multimask
-        if not keep_cache:
-            old = segmenter.cache
-            segmenter.cache = EmbeddingCache(
-                0, store_dtype=old.store_dtype, disk_dir=old.disk_dir, device=old.device
-            )
+        if not keep_cache:  # memory off; the disk tier (and its byte bound) is kept
+            segmenter.cache = segmenter.cache.resized(0)
 
     def predict(
         self, items: Sequence[Item], inputs: Sequence[Any] | None = None
