@@ -261,3 +261,27 @@ def test_conll_tags_the_accepted_span(filled: Store, tmp_path: Path) -> None:
     assert "Grace\tB-PER" in lines and "Hopper\tI-PER" in lines and "Rand\tO" in lines
     assert report.n_items == 1 and report.n_labels == 1
     assert any(m.startswith("img-a") for m in report.skipped)
+
+
+@pytest.mark.slow
+def test_ultralytics_trains_one_epoch_on_the_yolo_export(filled: Store, tmp_path: Path) -> None:
+    """The export is a dataset ultralytics really trains from (random init, no download)."""
+    from ultralytics import YOLO
+
+    export(filled, "yolo", tmp_path / "yolo")
+    runs = tmp_path / "runs"
+    YOLO("yolo11n.yaml").train(
+        data=str(tmp_path / "yolo" / "data.yaml"),
+        epochs=1,
+        imgsz=64,
+        batch=2,
+        device="cpu",
+        workers=0,
+        plots=False,
+        amp=False,
+        project=str(runs),
+        name="export-check",
+        exist_ok=True,
+        verbose=False,
+    )
+    assert (runs / "export-check" / "weights" / "last.pt").is_file()
