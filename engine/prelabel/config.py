@@ -3,6 +3,11 @@
 An unknown key or a wrong type raises ``ConfigError`` naming the key and the
 file. A missing file means all defaults. The resolved config is stored in the
 job record, so a job run later (or by another process) behaves the same.
+
+The model-actor sizing keys (``num_model_actors``, ``actor_num_cpus``,
+``torch_threads``) default to ``auto`` (stored as ``null``): the job sizes
+them from the cluster it runs on (``engine.prelabel.pipeline.actor_sizing``).
+A concrete value, including one stored by an older job, is used as given.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, read_yaml
 
 DEFAULT_BATCH_SIZE = 8
 JOB_CONFIG_NAME = "jobs/prelabel.yaml"
+AUTO = "auto"
 
 
 class PrelabelConfig(BaseModel):
@@ -24,8 +30,9 @@ class PrelabelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     batch_size: int | None = Field(default=None, gt=0)
-    num_model_actors: int = Field(default=1, gt=0)
-    actor_num_cpus: float = Field(default=1.0, gt=0)
+    # None (or "auto" in YAML): sized from the cluster when the job runs
+    num_model_actors: int | None = Field(default=None, gt=0)
+    actor_num_cpus: float | None = Field(default=None, gt=0)
     torch_threads: int | None = Field(default=None, gt=0)
     decode_num_cpus: float = Field(default=1.0, gt=0)
     decode_concurrency: int | None = Field(default=None, gt=0)
@@ -41,6 +48,20 @@ class PrelabelConfig(BaseModel):
     mask_min_box_score: float = Field(default=0.25, ge=0.0, le=1.0)
     mask_multimask: bool | None = None
     max_text_chars: int = Field(default=1_000_000, gt=0)
+
+    @field_validator("num_model_actors", "actor_num_cpus", "torch_threads", mode="before")
+    @classmethod
+    def _auto_is_none(cls, value: Any) -> Any:
+        """``auto`` (any case) means the same as ``null``: size from the cluster."""
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() == AUTO:
+            return None
+        try:
+            float(value)
+        except ValueError:
+            raise ValueError(f"expected a positive number or {AUTO!r}, got {value!r}") from None
+        return value
 
     def model_batch_size(self, spec: ModelSpec) -> int:
         """Items per model call: this config, else the spec's ``batch_size`` param, else 8."""
