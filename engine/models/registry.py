@@ -38,7 +38,16 @@ def _build_yolo(spec: ModelSpec, models_dir: Path, device: str, precision: str) 
     from engine.models.yolo import YoloDetector
 
     params = _params(
-        spec, {"conf_floor", "iou_threshold", "imgsz_px", "max_det", "batch_size", "arch_yaml"}
+        spec,
+        {
+            "conf_floor",
+            "iou_threshold",
+            "imgsz_px",
+            "max_det",
+            "batch_size",
+            "arch_yaml",
+            "letterbox_mode",
+        },
     )
     params.pop("batch_size", None)  # a job setting, read by the pre-label job
     arch_yaml = params.pop("arch_yaml", None)
