@@ -239,9 +239,12 @@ def calibrate(
     from engine.store import Store
 
     settings = _settings(config)
-    report = calibrate_from_store(Store(settings.resolved_database_url),
-                                  target_precision, min_count=min_count,
-                                  model_version=model_version)
+    report = calibrate_from_store(
+        Store(settings.resolved_database_url),
+        target_precision,
+        min_count=min_count,
+        model_version=model_version,
+    )
     console.print(report.to_markdown())
     if write is not None:
         routing = report.to_config()
@@ -266,8 +269,9 @@ def route(
     except ValueError as exc:
         raise _fail(f"{thresholds}: {exc}") from exc
     result = route_suggestions(Store(settings.resolved_database_url), routing)
-    console.print(f"machine-accepted {result.suggestions} suggestions; "
-                  f"{result.items} items left the queue")
+    console.print(
+        f"machine-accepted {result.suggestions} suggestions; {result.items} items left the queue"
+    )
 
 
 @app.command()
