@@ -26,6 +26,14 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="Settings YAML (default: configs/server.yaml)."),
 ]
+ProjectOpt = Annotated[int, typer.Option(min=1, help="Label Studio project id.")]
+LabelStudioUrlOpt = Annotated[
+    str | None, typer.Option(help="Label Studio base URL (default: settings).")
+]
+LabelStudioKeyOpt = Annotated[
+    str | None,
+    typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Legacy token or personal access token."),
+]
 
 
 def _settings(config: Path | None) -> Settings:
@@ -37,6 +45,17 @@ def _settings(config: Path | None) -> Settings:
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=2)
+
+
+def _label_studio_access(
+    settings: Settings, url: str | None, api_key: str | None
+) -> tuple[str, str]:
+    """Label Studio's URL and key: the options, else the settings; both are needed."""
+    url = url or settings.label_studio_url
+    key = api_key or settings.label_studio_api_key
+    if not url or not key:
+        raise _fail("give --label-studio-url and --api-key (or LABEL_STUDIO_API_KEY)")
+    return url, key
 
 
 @models_app.command("list")
@@ -314,14 +333,9 @@ def demo(
 
 @app.command()
 def push(
-    project: Annotated[int, typer.Option(min=1, help="Label Studio project id.")],
-    label_studio_url: Annotated[
-        str | None, typer.Option(help="Label Studio base URL (default: settings).")
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Legacy token or personal access token."),
-    ] = None,
+    project: ProjectOpt,
+    label_studio_url: LabelStudioUrlOpt = None,
+    api_key: LabelStudioKeyOpt = None,
     model_version: Annotated[
         str | None, typer.Option(help="Which stored predictions (default: the only version).")
     ] = None,
@@ -341,10 +355,7 @@ def push(
     from engine.store import Store
 
     settings = _settings(config)
-    url = label_studio_url or settings.label_studio_url
-    key = api_key or settings.label_studio_api_key
-    if not url or not key:
-        raise _fail("give --label-studio-url and --api-key (or LABEL_STUDIO_API_KEY)")
+    url, key = _label_studio_access(settings, label_studio_url, api_key)
 
     def progress(chunk: ChunkResult, report: PushReport) -> None:
         state = "ok" if chunk.error is None else f"[red]refused[/]: {chunk.error[:300]}"
@@ -413,14 +424,9 @@ def export_labels(
 
 @app.command()
 def connect(
-    project: Annotated[int, typer.Option(min=1, help="Label Studio project id.")],
-    label_studio_url: Annotated[
-        str | None, typer.Option(help="Label Studio base URL (default: settings).")
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Legacy token or personal access token."),
-    ] = None,
+    project: ProjectOpt,
+    label_studio_url: LabelStudioUrlOpt = None,
+    api_key: LabelStudioKeyOpt = None,
     engine_url: Annotated[
         str | None,
         typer.Option(help="The engine's URL as Label Studio reaches it (default: host:port)."),
@@ -441,10 +447,7 @@ def connect(
     from engine.lsclient import LabelStudioClient, LabelStudioError
 
     settings = _settings(config)
-    url = label_studio_url or settings.label_studio_url
-    key = api_key or settings.label_studio_api_key
-    if not url or not key:
-        raise _fail("give --label-studio-url and --api-key (or LABEL_STUDIO_API_KEY)")
+    url, key = _label_studio_access(settings, label_studio_url, api_key)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     engine = engine_url or f"http://{host}:{settings.port}"
     try:
