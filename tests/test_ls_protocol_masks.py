@@ -277,6 +277,33 @@ def test_rectangles_and_brushes_come_from_the_chain(
     assert store.count_predictions() == count and sam.encoder_calls == calls
 
 
+def test_a_rejected_box_takes_its_mask_out_of_later_predictions(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    from engine.types import Feedback
+
+    config = labeling_config(RECT, BRUSH)
+    sam = tiny_sam()
+    tasks = image_tasks(tmp_path, [(48, 64)])
+    with client_for(settings, store, sam) as http:
+        version = setup(http, config)
+        (first,) = predict(http, tasks, config)
+        brush = by_type(first["result"], "brushlabels")[0]
+        box = parent_of(
+            store,
+            item_id_of(tasks[0]),
+            version,
+            suggestion_of(store, item_id_of(tasks[0]), version, brush["id"]),
+        )
+        store.record_feedback(
+            Feedback(item_id_of(tasks[0]), "reject", "t-1", suggestion_id=box.suggestion_id)
+        )
+        (second,) = predict(http, tasks, config)
+    ids = {r["id"] for r in second["result"]}
+    assert f"s{box.suggestion_id}" not in ids and brush["id"] not in ids
+    assert len(second["result"]) < len(first["result"])
+
+
 def test_polygon_labels_come_back_as_outlines_in_percent(
     settings: Settings, store: Store, tmp_path: Path
 ) -> None:

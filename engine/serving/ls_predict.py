@@ -197,12 +197,15 @@ def _convert(
     if score is None:  # the model failed on it (logged)
         return failed(version)
     try:
+        every = store.suggestions_for(item_id, model_version=version)
+        rejected = {r.position for r in every if r.status == "rejected"}
         records = [
             r
-            for r in store.suggestions_for(
-                item_id, model_version=version, min_score=DISPLAY_THRESHOLD
-            )
-            if r.status != "rejected" and _shown(r.suggestion, config)
+            for r in every
+            if r.suggestion.score >= DISPLAY_THRESHOLD
+            and r.status != "rejected"
+            and r.suggestion.parent_index not in rejected  # a mask of a rejected box
+            and _shown(r.suggestion, config)
         ]
         prediction = to_ls_prediction(
             [r.suggestion for r in records],
