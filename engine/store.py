@@ -304,9 +304,15 @@ class Store:
             return int(conn.execute(query).scalar_one())
 
     def suggestions_for(
-        self, item_id: str, *, model_version: str | None = None, min_score: float = 0.0
+        self,
+        item_id: str,
+        *,
+        model_version: str | None = None,
+        prediction_id: int | None = None,
+        min_score: float = 0.0,
     ) -> list[SuggestionRecord]:
-        """Suggestions of an item's latest prediction (or of ``model_version``)."""
+        """Suggestions of an item's latest prediction (or of the one of ``model_version``,
+        or the one with ``prediction_id``)."""
         self.get_item(item_id)
         with self.engine.connect() as conn:
             pred_query = select(t.predictions.c.prediction_id).where(
@@ -314,6 +320,8 @@ class Store:
             )
             if model_version is not None:
                 pred_query = pred_query.where(t.predictions.c.model_version == model_version)
+            if prediction_id is not None:
+                pred_query = pred_query.where(t.predictions.c.prediction_id == prediction_id)
             pred_id = conn.execute(
                 pred_query.order_by(t.predictions.c.prediction_id.desc()).limit(1)
             ).scalar_one_or_none()

@@ -408,3 +408,36 @@ def test_label_studio_basic_auth_is_accepted(settings: Settings, store: Store) -
         assert basic.status_code == 200 and basic.json()["status"] == "ignored"
         wrong = client.post("/webhook", json=body, auth=(settings.basic_auth_user, "nope"))
         assert wrong.status_code == 401
+
+
+def test_a_chained_prediction_is_judged_whole(client: TestClient, store: Store) -> None:
+    """Boxes carry the detector's version, masks the segmenter's, the prediction a combined
+    one: every suggestion of the prediction the annotator saw is judged."""
+    config = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image"><Label value="Cat" predicted_values="cat"/>
+  </RectangleLabels>
+  <BrushLabels name="brush" toName="image"><Label value="Cat" predicted_values="cat"/>
+  </BrushLabels>
+</View>"""
+    item = Item("chain-1", "image", uri="/data/upload/1/a.png")
+    store.add_items([item], [None])
+    mask = np.zeros((SIZE_PX[1], SIZE_PX[0]), dtype=bool)
+    mask[100:200, 100:220] = True
+    made = (
+        Suggestion("cat", 0.9, Box(90, 90, 230, 210), "det", "det-v1"),
+        Suggestion("cat", 0.8, Box(300, 300, 400, 400), "det", "det-v1"),
+        Suggestion("cat", 0.85, mask_to_region(mask), "seg", "seg-v1", parent_index=0),
+    )
+    store.save_predictions(
+        [Prediction(item.item_id, "det+seg", "det+seg-v1", made, np.zeros((3, 0), np.float32))],
+        [0.5],
+    )
+    box_a, box_b, brush = (r.suggestion_id for r in store.suggestions_for(item.item_id))
+    results = _shown_results(store, item, config)
+    kept = [r for r in results if r["id"] == f"s{box_a}"]  # box b and the mask dropped
+    response = client.post("/webhook", json=_event("ANNOTATION_CREATED", 7, kept, config=config))
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["rejected"]) == (1, 2)
+    statuses = {r.suggestion_id: r.status for r in store.suggestions_for(item.item_id)}
+    assert statuses == {box_a: "accepted", box_b: "rejected", brush: "rejected"}

@@ -415,18 +415,20 @@ def _judged(
     the annotation started from (``prediction.model_version``, else the latest),
     or nothing when it did not start from one.
     """
-    versions: set[str | None] = {record.suggestion.model_version for record in ours.values()}
-    if not versions:
+    # By prediction, not by the suggestions' own versions: a chained prediction's boxes
+    # and masks carry the detector's and the segmenter's, the prediction a combined one.
+    predictions = {record.prediction_id for record in ours.values()}
+    if predictions:
+        found = [
+            r for p in predictions for r in store.suggestions_for(item.item_id, prediction_id=p)
+        ]
+    else:
         shown = annotation.get("prediction")
         version = shown.get("model_version") if isinstance(shown, Mapping) else None
         if not annotation.get("parent_prediction") and not version:
             return []
-        versions = {str(version) if version else None}
-    records = {
-        r.suggestion_id: r
-        for v in versions
-        for r in store.suggestions_for(item.item_id, model_version=v)
-    }
+        found = store.suggestions_for(item.item_id, model_version=str(version) if version else None)
+    records = {r.suggestion_id: r for r in found}
     return [records[k] for k in sorted(records)]
 
 

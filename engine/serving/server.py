@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from engine.config import Settings
@@ -30,5 +31,13 @@ def build_server(
 
 
 def run_server(settings: Settings, *, log_level: str = "info") -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM shut it down cleanly)."""
+    """Serve until interrupted (Ctrl-C or SIGTERM shut it down cleanly).
+
+    The engine's own loggers print at ``log_level`` beside uvicorn's (model loads,
+    webhook outcomes, failed tasks), unless the process configured logging already.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
+        )
     build_server(settings, log_level=log_level).run()

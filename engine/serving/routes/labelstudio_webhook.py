@@ -7,6 +7,7 @@ The logic lives in ``engine.serving.ls_webhook``; this module reads the body
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -19,6 +20,7 @@ from engine.serving.launcher import train_ner_argv
 from engine.serving.ls_webhook import handle_webhook
 from engine.serving.schemas import ErrorOut
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["labelstudio"])
 
 
@@ -72,5 +74,14 @@ async def webhook(request: Request) -> JSONResponse:
         result = await run_in_threadpool(handle_webhook, store, payload, launch_training=launch)
     except OSError as exc:
         raise HTTPException(500, f"could not start the training worker: {exc.strerror}") from exc
+    # Label Studio drops the answer, so the log is where an editor's lost decision shows.
+    log.info(
+        "webhook %s: %s, %d recorded, %d withdrawn%s",
+        result.action,
+        result.status,
+        result.recorded,
+        result.withdrawn,
+        f"; {'; '.join(result.reasons[:5])}" if result.reasons else "",
+    )
     body = WebhookOut.model_validate(result.to_dict()).model_dump(mode="json")
     return JSONResponse(body, status_code=202 if result.status == "queued" else 200)
