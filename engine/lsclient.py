@@ -1,10 +1,10 @@
 """A small typed client for the parts of Label Studio's REST API the engine uses.
 
 Over ``requests`` (already installed with ultralytics and Ray); no
-label-studio-sdk at run time. Auth: a legacy token is sent as ``Token <key>``;
-a personal access token (a JWT, Label Studio >= 1.16) is exchanged at
-``/api/token/refresh`` for a short-lived access token sent as ``Bearer`` and
-renewed once on a 401.
+label-studio-sdk at run time. Auth (``engine.ls_auth``): a legacy token is sent
+as ``Token <key>``; a personal access token (a JWT, Label Studio >= 1.16) is
+exchanged at ``/api/token/refresh/`` for a short-lived access token sent as
+``Bearer``, renewed before it expires and once on a 401.
 
 Every failing call raises ``LabelStudioError`` naming the request, the status
 and the start of the body, so a push can record it and go on.
@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from engine.ls_auth import REFRESH_PATH, LabelStudioAuth, LabelStudioAuthError
 
 DEFAULT_TIMEOUT_S = 120.0
 TASK_PAGE_SIZE = 1000
@@ -39,11 +41,6 @@ class TaskRef:
     model_versions: frozenset[str]
 
 
-def _is_jwt(key: str) -> bool:
-    parts = key.split(".")
-    return len(parts) == 3 and all(parts)
-
-
 class LabelStudioClient:
     """Label Studio at ``url`` (``http://host:8080``) with an API key (legacy or PAT)."""
 
@@ -56,11 +53,11 @@ class LabelStudioClient:
             raise ValueError("a Label Studio API key is needed (--api-key or LABEL_STUDIO_API_KEY)")
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        self._api_key = api_key
-        self._session = requests.Session()
-        self._session.headers["Authorization"] = (
-            self._access_header() if _is_jwt(api_key) else f"Token {api_key}"
+        self._auth = LabelStudioAuth(
+            self.url, api_key, timeout_s=timeout_s, post_json=_requests_post_json
         )
+        self._authorization()  # a personal access token that does not work fails here
+        self._session = requests.Session()
 
     def close(self) -> None:
         self._session.close()
@@ -73,19 +70,12 @@ class LabelStudioClient:
 
     # -- transport --------------------------------------------------------------
 
-    def _access_header(self) -> str:
-        import requests
-
-        path = "/api/token/refresh"
+    def _authorization(self, rejected: str | None = None) -> str:
+        """The Authorization header; a new one when ``rejected`` got a 401."""
         try:
-            response = requests.post(
-                self.url + path, json={"refresh": self._api_key}, timeout=self.timeout_s
-            )
-        except requests.RequestException as exc:
-            raise LabelStudioError("POST", path, None, str(exc)) from exc
-        if response.status_code != 200:
-            raise LabelStudioError("POST", path, response.status_code, response.text)
-        return f"Bearer {response.json()['access']}"
+            return self._auth.header() if rejected is None else self._auth.renew(rejected)
+        except LabelStudioAuthError as exc:
+            raise LabelStudioError("POST", REFRESH_PATH, exc.status, exc.reason) from exc
 
     def request(
         self,
@@ -98,15 +88,21 @@ class LabelStudioClient:
         """One call; the decoded JSON answer (``None`` for an empty body)."""
         import requests
 
+        header = self._authorization()
         for attempt in (0, 1):
             try:
                 response = self._session.request(
-                    method, self.url + path, json=json_body, params=params, timeout=self.timeout_s
+                    method,
+                    self.url + path,
+                    json=json_body,
+                    params=params,
+                    headers={"Authorization": header},
+                    timeout=self.timeout_s,
                 )
             except requests.RequestException as exc:
                 raise LabelStudioError(method, path, None, str(exc)) from exc
-            if response.status_code == 401 and attempt == 0 and _is_jwt(self._api_key):
-                self._session.headers["Authorization"] = self._access_header()
+            if response.status_code == 401 and attempt == 0 and self._auth.personal:
+                header = self._authorization(rejected=header)
                 continue
             break
         if response.status_code >= 400:
@@ -308,6 +304,14 @@ class LabelStudioClient:
         """PATCH a webhook. Label Studio replaces its ``actions`` with the list sent (none
         when absent), so pass them along when ``send_for_all_actions`` is off."""
         return dict(self.request("PATCH", f"/api/webhooks/{int(webhook_id)}", json_body=fields))
+
+
+def _requests_post_json(url: str, body: dict[str, Any], timeout_s: float) -> tuple[int, str]:
+    """``engine.ls_auth``'s POST over requests (its errors are ``OSError``s)."""
+    import requests
+
+    response = requests.post(url, json=body, timeout=timeout_s)
+    return response.status_code, response.text
 
 
 def _listing(answer: Any) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@ A task's ``data`` value may be:
 
 - a Label Studio path: ``/data/upload/...``, ``/data/local-files/?d=...`` (any
   path under ``/data/``, ``/tasks/``, ``/storage-data/``): fetched from the
-  Label Studio URL with ``Authorization: Token <api key>``;
+  Label Studio URL with the API key: a legacy token as ``Token <key>``, a personal
+  access token (a JWT) exchanged for a short-lived ``Bearer`` access token, renewed
+  before it expires and once more on a 401 (``engine.ls_auth``);
 - an ``http(s)://`` URL: fetched only from an allowed host (Label Studio's own
   host plus ``media_allowed_hosts``); the API key is sent only to Label Studio's
   origin, and a redirect is checked like the first URL (and loses the key when
@@ -37,6 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from engine.config import Settings
 from engine.ingest import IMAGE_SUFFIXES
+from engine.ls_auth import LabelStudioAuth, LabelStudioAuthError
 from engine.paths import confine
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ _CONTENT_TYPES = {
     "image/webp": ".webp",
 }
 _CHUNK_BYTES = 1 << 20
+_MAX_KEYS = 16  # Label Studio (url, key) pairs whose access tokens are kept
 
 
 class MediaError(ValueError):
@@ -105,6 +109,7 @@ class MediaFetcher:
         self.timeout_s = timeout_s
         self._max_cached_urls = max_cached_urls
         self._urls: OrderedDict[str, tuple[str, Path]] = OrderedDict()
+        self._auths: OrderedDict[tuple[str, str], LabelStudioAuth] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -178,8 +183,10 @@ class MediaFetcher:
                 self._urls.move_to_end(url)
         if cached is not None and cached[1].is_file():
             return Media(cached[1].read_bytes(), cached[0], cached[1], ref, from_cache=True)
-        token = access.api_key if _origin(url) == _origin(access.url) else None
-        data, content_type = self._download(url, token, access)
+        auth = None
+        if access.url and access.api_key and _origin(url) == _origin(access.url):
+            auth = self._auth(access.url, access.api_key)
+        data, content_type = self._download(url, auth, access)
         digest = hashlib.sha256(data).hexdigest()
         path = self._write(digest, _suffix(url, content_type), data)
         with self._lock:
@@ -221,38 +228,59 @@ class MediaFetcher:
             names.insert(0, urlsplit(access.url).netloc)
         return names
 
-    def _download(
-        self, url: str, token: str | None, access: LabelStudioAccess
-    ) -> tuple[bytes, str]:
-        request = urllib.request.Request(url, headers={"User-Agent": "labelengine"})
-        if token:
-            request.add_header("Authorization", f"Token {token}")
-        opener = urllib.request.build_opener(
-            _CheckedRedirects(lambda new_url: self._check_host(new_url, access))
-        )
+    def _auth(self, url: str, api_key: str) -> LabelStudioAuth:
+        """The (shared, cached) auth of one Label Studio and key."""
+        key = (_base_url(url), api_key)
+        with self._lock:
+            auth = self._auths.get(key)
+            if auth is not None:
+                self._auths.move_to_end(key)
+                return auth
         try:
-            with opener.open(request, timeout=self.timeout_s) as response:
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise MediaError(
-                        f"{_display(url)} is {declared} bytes, over media_max_bytes "
-                        f"({self.max_bytes})"
-                    )
-                data = _read_capped(response, self.max_bytes, url)
-                content_type = response.headers.get_content_type()
+            auth = LabelStudioAuth(key[0], api_key, timeout_s=self.timeout_s)
+        except ValueError as exc:
+            raise MediaError(f"the Label Studio API key cannot be used: {exc}") from exc
+        with self._lock:
+            auth = self._auths.setdefault(key, auth)
+            while len(self._auths) > _MAX_KEYS:
+                self._auths.popitem(last=False)
+        return auth
+
+    def _download(
+        self, url: str, auth: LabelStudioAuth | None, access: LabelStudioAccess
+    ) -> tuple[bytes, str]:
+        header = _header(auth, url)
+        try:
+            try:
+                return self._get(url, header, access)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 401 or auth is None or not auth.personal:
+                    raise
+                log.info("Label Studio refused the access token for %s; renewing", _display(url))
+                header = _header(auth, url, rejected=header)
+                return self._get(url, header, access)
         except urllib.error.HTTPError as exc:
-            hint = ""
-            if exc.code in (401, 403):
-                hint = (
-                    "; check the Label Studio API key (LABELENGINE_LABEL_STUDIO_API_KEY or "
-                    "LABEL_STUDIO_API_KEY)"
-                    if token
-                    else "; no API key was sent (set LABELENGINE_LABEL_STUDIO_API_KEY)"
-                )
+            hint = _refused_hint(auth) if exc.code in (401, 403) else ""
             raise MediaError(f"{_display(url)}: HTTP {exc.code} {exc.reason}{hint}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise MediaError(f"cannot fetch {_display(url)}: {reason}") from exc
+
+    def _get(self, url: str, header: str | None, access: LabelStudioAccess) -> tuple[bytes, str]:
+        request = urllib.request.Request(url, headers={"User-Agent": "labelengine"})
+        if header:
+            request.add_header("Authorization", header)
+        opener = urllib.request.build_opener(
+            _CheckedRedirects(lambda new_url: self._check_host(new_url, access))
+        )
+        with opener.open(request, timeout=self.timeout_s) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                raise MediaError(
+                    f"{_display(url)} is {declared} bytes, over media_max_bytes ({self.max_bytes})"
+                )
+            data = _read_capped(response, self.max_bytes, url)
+            content_type = response.headers.get_content_type()
         log.debug("fetched %s (%d bytes)", _display(url), len(data))
         return data, content_type
 
@@ -282,6 +310,30 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
+def _header(auth: LabelStudioAuth | None, url: str, rejected: str | None = None) -> str | None:
+    if auth is None:
+        return None
+    try:
+        return auth.header() if rejected is None else auth.renew(rejected)
+    except LabelStudioAuthError as exc:
+        raise MediaError(f"cannot fetch {_display(url)}: {exc}") from exc
+
+
+def _refused_hint(auth: LabelStudioAuth | None) -> str:
+    if auth is None:
+        return "; no API key was sent (set LABELENGINE_LABEL_STUDIO_API_KEY)"
+    if auth.personal:
+        return (
+            "; Label Studio refused the access token exchanged for the personal access token "
+            "(is its user a member of this project's organization, with personal access "
+            "tokens enabled there?)"
+        )
+    return (
+        "; check the Label Studio API key (LABELENGINE_LABEL_STUDIO_API_KEY or "
+        "LABEL_STUDIO_API_KEY)"
+    )
+
+
 def _read_capped(response: Any, max_bytes: int, url: str) -> bytes:
     chunks: list[bytes] = []
     total = 0
@@ -306,6 +358,11 @@ def _origin(url: str | None) -> tuple[str, str, int] | None:
         return None
     parts = urlsplit(url)
     return parts.scheme.lower(), (parts.hostname or "").lower(), _port(parts)
+
+
+def _base_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def _suffix(url: str, content_type: str) -> str:
