@@ -10,7 +10,8 @@ background load hits both alike. Prints one markdown table.
     .venv/bin/python benchmarks/click_latency.py --device cuda --variant vit_h --precision bf16
 
 Variants other than litemedsam run with random weights unless ``--checkpoint``
-is given (a random model times the same as a trained one).
+is given (a random model times the same as a trained one). ``--tiny`` builds a
+miniature of the variant with random weights (a plumbing check, not a timing).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", help="encoder precision: fp32, bf16, fp16")
     parser.add_argument("--compile", action="store_true", help="torch.compile the image encoder")
+    parser.add_argument("--tiny", action="store_true", help="miniature random model (smoke run)")
     parser.add_argument("--clicks", type=int, default=60)
     parser.add_argument("--first-clicks", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4, help="images per encoder batch")
@@ -96,10 +98,13 @@ def main() -> None:
     args = _args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    checkpoint = args.checkpoint or _default_checkpoint(args.variant)
+    if args.tiny and args.checkpoint:
+        raise SystemExit("--tiny builds random weights: leave out --checkpoint")
+    checkpoint = None if args.tiny else args.checkpoint or _default_checkpoint(args.variant)
     seg = SamSegmenter(
         args.variant,
         checkpoint,
+        tiny=args.tiny,
         device=args.device,
         precision=args.precision,
         compile_encoder=args.compile,
@@ -197,7 +202,8 @@ def main() -> None:
     ]
     print(
         f"\nSAM click latency: variant={args.variant} weights="
-        f"{'real' if checkpoint else 'random'} device={seg.device} precision={args.precision} "
+        f"{'real' if checkpoint else 'tiny random' if args.tiny else 'random'} "
+        f"device={seg.device} precision={args.precision} "
         f"compile={args.compile} image={width}x{height} clicks={args.clicks} "
         f"threads={torch.get_num_threads()}\n"
     )
