@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_num_cpus: int | None = Field(default=None, gt=0)
     ray_object_store_bytes: int = Field(default=512 * 1024**2, gt=0)
+    # On: the server keeps one local Ray node warm for its jobs (when no ray_address /
+    # RAY_ADDRESS is set): ~1.2x faster small jobs, but stopping the server stops the
+    # jobs running on it (they resume with --job-id). Off (default): each job worker
+    # starts its own node and outlives a server restart.
+    warm_ray: bool = False
     lease_seconds: float = Field(default=600.0, gt=0)
     default_detector: str = "yolo11n"
     interactive_model: str = "litemedsam"

@@ -6,6 +6,12 @@ embedded single-node cluster sized from the settings, listening on loopback
 only, with its temp files under the data dir. A Ray session that is already
 running in this process is reused and left running.
 
+The server keeps one such node warm for its jobs (``engine.serving.ray_cluster``):
+it passes the node's address in ``RAY_ADDRESS`` and again in ``LOCAL_HEAD_ENV``,
+which tells a job that this cluster is the engine's own single node (its sizes
+are final, as for an embedded one) and that it should join it over loopback.
+If that node is gone, the job starts its own embedded node instead.
+
 Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported: with it
 set to ``0`` every Ray server binds ``127.0.0.1`` instead of all interfaces.
 The variable is set only here, just before Ray is imported and started, and
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +39,8 @@ log = logging.getLogger(__name__)
 # 62 characters below <temp>); a unix socket path must stay under 108 bytes.
 MAX_TEMP_DIR_CHARS = 40
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Set by the server for its workers: the address of the local Ray node it started.
+LOCAL_HEAD_ENV = "LABELENGINE_LOCAL_RAY_HEAD"
 
 
 def ray_temp_dir(settings: Settings) -> Path:
@@ -49,17 +58,30 @@ def cluster_address(settings: Settings) -> str | None:
     return settings.ray_address or os.environ.get("RAY_ADDRESS") or None
 
 
-def start_local_ray(settings: Settings) -> None:
-    """Start an embedded Ray node: loopback only, no dashboard, quiet workers."""
+@contextmanager
+def loopback_ray() -> Iterator[None]:
+    """Within the block, Ray (imported here if not yet) binds and dials ``127.0.0.1``."""
     previous = os.environ.get(_LOOPBACK_ENV)
     os.environ[_LOOPBACK_ENV] = "0"
     try:
-        import ray
         from ray._private import ray_constants
 
         if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
             # Ray was imported earlier, with the default: bind loopback anyway.
             ray_constants.ENABLE_RAY_CLUSTER = False
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_LOOPBACK_ENV, None)
+        else:
+            os.environ[_LOOPBACK_ENV] = previous
+
+
+def start_local_ray(settings: Settings) -> None:
+    """Start an embedded Ray node: loopback only, no dashboard, quiet workers."""
+    with loopback_ray():
+        import ray
+
         temp_dir = ray_temp_dir(settings)
         temp_dir.mkdir(parents=True, exist_ok=True)
         ray.init(
@@ -70,11 +92,13 @@ def start_local_ray(settings: Settings) -> None:
             configure_logging=False,
             _temp_dir=str(temp_dir),
         )
-    finally:
-        if previous is None:
-            os.environ.pop(_LOOPBACK_ENV, None)
-        else:
-            os.environ[_LOOPBACK_ENV] = previous
+
+
+def local_head_address(settings: Settings) -> str | None:
+    """The address of the server's local Ray node when this job is to join it."""
+    address = cluster_address(settings)
+    marker = os.environ.get(LOCAL_HEAD_ENV)
+    return address if address and marker == address else None
 
 
 def ray_running() -> bool:
@@ -89,12 +113,42 @@ def connect_ray(address: str) -> None:
     ray.init(address=address, log_to_driver=False, configure_logging=False)
 
 
+def reachable(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def join_local_head(settings: Settings, address: str) -> bool:
+    """Join the server's local node over loopback; False (and an embedded node
+    started here instead) when that node is gone.
+
+    Reachability is checked first: ``ray.init`` waits many minutes for a
+    cluster that is not there.
+    """
+    if reachable(address):
+        with loopback_ray():
+            connect_ray(address)
+        log.info("joined the server's local Ray node at %s", address)
+        return True
+    log.warning("the server's local Ray node at %s is gone; starting an embedded one", address)
+    os.environ.pop("RAY_ADDRESS", None)  # ray.init() would look for it there
+    start_local_ray(settings)
+    return False
+
+
 @dataclass(frozen=True)
 class RaySession:
     """What a job needs to know about the cluster it runs on."""
 
     resources: dict[str, float]
-    embedded: bool  # True: a single-node cluster this process started (sizes are final)
+    # True: a single-node cluster the engine started (sizes are final): this process's
+    # embedded node, or the server's local node
+    embedded: bool
 
     @property
     def cpus(self) -> float:
@@ -109,12 +163,16 @@ class RaySession:
 def ray_session(settings: Settings) -> Iterator[RaySession]:
     """Ensure Ray is up for the duration of the block.
 
-    Shuts Ray down afterwards only if this call started or joined it.
+    Shuts Ray down afterwards only if this call started or joined it (a joined
+    cluster keeps running: this process only disconnects from it).
     """
     owned = not ray_running()
     address = cluster_address(settings)
+    head = local_head_address(settings)
     if owned:
-        if address:
+        if head:
+            join_local_head(settings, head)
+        elif address:
             log.info("joining Ray cluster at %s", address)
             connect_ray(address)
         else:
@@ -123,7 +181,8 @@ def ray_session(settings: Settings) -> Iterator[RaySession]:
 
     try:
         resources = {k: float(v) for k, v in ray.cluster_resources().items()}
-        yield RaySession(resources=resources, embedded=len(ray.nodes()) == 1 and not address)
+        engine_node = head is not None or not address
+        yield RaySession(resources=resources, embedded=len(ray.nodes()) == 1 and engine_node)
     finally:
         if owned:
             ray.shutdown()

@@ -23,6 +23,7 @@ from engine.serving.interactive import InteractiveSegmenter
 from engine.serving.launcher import JobLauncher
 from engine.serving.ls_backend import LabelStudioBackend
 from engine.serving.ls_models import ModelHolder
+from engine.serving.ray_cluster import LocalRayHead
 from engine.serving.routes import (
     feedback,
     health,
@@ -115,8 +116,12 @@ def create_app(
             finally:
                 opened.close()
         finally:
-            # The prefetch worker must stop before the interpreter tears torch down.
-            app.state.segmenter.close()
+            try:
+                # The prefetch worker must stop before the interpreter tears torch down.
+                app.state.segmenter.close()
+            finally:
+                if app.state.ray_head is not None:  # started by the first job, if any
+                    await asyncio.to_thread(app.state.ray_head.stop)
 
     app = FastAPI(
         title="labelengine",
@@ -130,6 +135,7 @@ def create_app(
     # A real server prefetches from the first lease on (loading the segmenter for it).
     app.state.segmenter = segmenter or InteractiveSegmenter(settings, load_for_prefetch=serving)
     app.state.models = models or ModelHolder(settings)
+    app.state.ray_head = LocalRayHead(settings) if settings.warm_ray else None
     app.state.ls_backend = LabelStudioBackend(
         settings, app.state.models, segmenter=app.state.segmenter
     )
@@ -162,4 +168,4 @@ def _preload(app: FastAPI) -> None:
 
 def _attach_store(app: FastAPI, settings: Settings, store: Store) -> None:
     app.state.store = store
-    app.state.launcher = JobLauncher(settings, store)
+    app.state.launcher = JobLauncher(settings, store, ray_head=app.state.ray_head)
