@@ -2,7 +2,7 @@
 
 Without a cluster to join (``ray_address`` / ``RAY_ADDRESS``), every job worker
 would start and stop its own embedded Ray node: ~6 s of start-up and shutdown
-per job. With ``warm_ray`` (the default) the server starts one node on its first
+per job. With ``warm_ray`` (opt-in) the server starts one node on its first
 Ray job instead and passes its address to each job worker (``RAY_ADDRESS``, plus
 ``LOCAL_HEAD_ENV`` so the worker treats it as the engine's own single node).
 
