@@ -63,7 +63,7 @@ def _blocks(rng: np.random.Generator, block_px: int = 4) -> np.ndarray:
 def _row(name: str, mask: np.ndarray, args: argparse.Namespace) -> str:
     from label_studio_sdk.converter import brush
 
-    from engine.formats.brush_rle import brush_rle_to_mask, mask_to_brush_rle
+    from engine.labelstudio.brush_rle import brush_rle_to_mask, mask_to_brush_rle
 
     n_runs = int(np.count_nonzero(mask.ravel()[1:] != mask.ravel()[:-1])) + 1
     ours_s = sdk_s = float("inf")

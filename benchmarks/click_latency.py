@@ -92,8 +92,8 @@ def main() -> None:
     from segment_anything import SamPredictor
     from skimage import data
 
-    from engine.models.embedding_cache import EmbeddingCache
-    from engine.models.sam_segmenter import SamSegmenter
+    from engine.models.sam.embedding_cache import EmbeddingCache
+    from engine.models.sam.segmenter import SamSegmenter
 
     args = _args()
     if args.threads > 0:

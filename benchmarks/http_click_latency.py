@@ -83,8 +83,8 @@ def _write_photos(folder: Path, count: int) -> list[Path]:
 
 
 def _segmenter(args: argparse.Namespace, settings: Any) -> Any:
-    from engine.models.sam_segmenter import SamSegmenter
-    from engine.serving.interactive import InteractiveSegmenter
+    from engine.models.sam.segmenter import SamSegmenter
+    from engine.segment.service import InteractiveSegmenter
 
     if args.model == "tiny":
         tiny = SamSegmenter("litemedsam", tiny=True, device=args.device, seed=args.seed)
@@ -168,7 +168,7 @@ def main() -> None:
     main_id = item_ids[0]
     post(main_id, boxes[0])  # encodes the benchmark image
     model = segmenter.model
-    from engine.embedding.disk import item_image_key
+    from engine.segment.embeddings import item_image_key
 
     key = item_image_key(main_id, store.content_sha256(main_id))
     embedding = model.cache.get((key, model.version))

@@ -37,7 +37,7 @@ sentences up to ``--budget``. Strategies (scores, reductions and samplers from
 - entropy, entity-aware max: word ``entropy`` -> ``sentence_scores`` with the
   predicted entity spans (span = mean of its words, sentence = max over spans,
   or max over words when no entity is predicted). This is exactly
-  ``engine.models.text_uncertainty.text_item_score`` (checked against it on
+  ``engine.models.ner.uncertainty.text_item_score`` (checked against it on
   the first round), ``TopK``;
 - entropy, mean: mean word entropy per sentence (``reduce_groups`` ``mean``),
   ``TopK``;
@@ -379,8 +379,8 @@ STRATEGIES: dict[str, Strategy] = {
 
 def check_against_text_item_score(pool: Pool, n_check: int = 50) -> None:
     """Assert that ``entity_aware`` equals ``text_item_score`` on a few sentences."""
-    from engine.models.ner_decode import TagSet, decode_ids
-    from engine.models.text_uncertainty import TextPrediction, TextTokens, text_item_score
+    from engine.models.ner.decode import TagSet, decode_ids
+    from engine.models.ner.uncertainty import TextPrediction, TextTokens, text_item_score
 
     ours = entity_aware(pool, "entropy")
     tagset = TagSet.parse(CONLL_TAGS)

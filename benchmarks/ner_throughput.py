@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.models.hf_ner import HfTokenTagger
+from engine.models.ner.hf import HfTokenTagger
 from engine.training.conll import CONLL_TAGS, load_conll2003
 from engine.training.ner import bundled_encoder_dir
 from engine.types import Item, Span

@@ -54,7 +54,7 @@ def make_photos(folder: Path, n: int, rng: np.random.Generator) -> list[Path]:
     from PIL import Image
     from skimage import data
 
-    from engine.samples import ultralytics_asset
+    from engine.cli.samples import ultralytics_asset
 
     sources = [
         np.asarray(Image.open(ultralytics_asset(n)).convert("RGB"))
@@ -124,10 +124,10 @@ def run_job(root: Path, tag: str, job_overrides: dict[str, object]) -> tuple[flo
     """``(seconds, steady-state images/s, seconds to the first write)`` for one job."""
     from engine.config import load_settings
     from engine.ingest import ingest
-    from engine.jobs import JobRecord
     from engine.prelabel.config import PrelabelConfig
     from engine.prelabel.job import create_prelabel_job, run_prelabel_job
     from engine.store import Store
+    from engine.store.jobs import JobRecord
 
     settings = load_settings(data_dir=root / tag, data_roots=[root])
     store = Store(settings.resolved_database_url)

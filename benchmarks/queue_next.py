@@ -24,7 +24,7 @@ Variants (same data, same loop; only the claim path and the indexes differ):
 
 - ``ours``: partial index ``ix_items_ready (score DESC, item_id) WHERE labeled
   = 0 AND score IS NOT NULL`` + one ``UPDATE ... WHERE item_id = (SELECT best
-  free) RETURNING`` per claim (``engine.queue``).
+  free) RETURNING`` per claim (``engine.review.queue``).
 - ``before``: the previous implementation: composite index ``(labeled,
   score)`` (SQLite walks it, plus a temp b-tree for the ``item_id`` tie
   break), statements built per call, ``SELECT`` the best candidate, then a
@@ -52,9 +52,9 @@ import numpy as np
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import OperationalError
 
-from engine import queue
-from engine import schema as t
+from engine.review import queue
 from engine.store import Store
+from engine.store import schema as t
 from engine.types import Feedback
 
 NextFn = Callable[[Store, str], Any]

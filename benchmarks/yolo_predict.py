@@ -88,7 +88,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from engine.imaging import decode_image
+    from engine.imaging.decode import decode_image
     from engine.models.yolo import YoloDetector
     from engine.types import Item
 

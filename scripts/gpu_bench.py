@@ -308,8 +308,8 @@ def cmd_sam_encoder(args: argparse.Namespace) -> int:
     from skimage import data
 
     from benchmarks.click_latency import _default_checkpoint
-    from engine.models.embedding_cache import EmbeddingCache
-    from engine.models.sam_segmenter import SamSegmenter
+    from engine.models.sam.embedding_cache import EmbeddingCache
+    from engine.models.sam.segmenter import SamSegmenter
 
     device = _device(args.device)
     batches = [int(b) for b in args.batches.split(",")]

@@ -13,9 +13,9 @@ from pycocotools import mask as mask_utils
 
 from engine.config import Settings
 from engine.ingest import ingest
-from engine.models.sam_segmenter import SamSegmenter
+from engine.models.sam.segmenter import SamSegmenter
+from engine.segment.service import InteractiveSegmenter
 from engine.serving.app import create_app
-from engine.serving.interactive import InteractiveSegmenter
 from engine.store import Store
 from engine.types import Box, Item, Prediction, Suggestion
 

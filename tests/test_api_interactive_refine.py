@@ -15,21 +15,21 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from engine.config import Settings
-from engine.embedding.disk import item_image_key
-from engine.embedding.mask_input import (
+from engine.imaging.masks import encode_rle, mask_iou
+from engine.ingest import ingest
+from engine.models.sam.mask_input import (
     MASK_LOGIT,
     decode_rle_mask,
     mask_to_low_res_logits,
     parse_rle_counts,
 )
-from engine.ingest import ingest
-from engine.masks import encode_rle, mask_iou
-from engine.models.sam_results import upscale_logits
-from engine.models.sam_segmenter import SamSegmenter
-from engine.queue import rescore
+from engine.models.sam.results import upscale_logits
+from engine.models.sam.segmenter import SamSegmenter
+from engine.review.queue import rescore
+from engine.segment.embeddings import item_image_key
+from engine.segment.prefetch import Outcome, Prefetcher
+from engine.segment.service import InteractiveSegmenter
 from engine.serving.app import create_app
-from engine.serving.interactive import InteractiveSegmenter
-from engine.serving.prefetch import Outcome, Prefetcher
 from engine.store import Store
 
 AUTH = {"Authorization": "Bearer test-token"}

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from engine import jobs
 from engine.config import Settings, load_settings
 from engine.serving.app import create_app
 from engine.serving.deps import get_launcher
 from engine.serving.launcher import JobLauncher, child_env, prelabel_argv, settings_env
-from engine.store import Store
+from engine.store import Store, jobs
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -121,7 +120,7 @@ def test_worker_that_finishes_its_job_is_left_alone(settings: Settings, store: S
     job = jobs.create_job(store, "prelabel", {})
     code = (
         "from engine.config import load_settings; from engine.store import Store; "
-        "from engine import jobs; import sys; "
+        "from engine.store import jobs; import sys; "
         "s = load_settings(); "
         f"jobs.update_job(Store(s.resolved_database_url), {job.job_id!r}, state='succeeded')"
     )

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.config import load_settings
-from engine.masks import mask_to_region
+from engine.imaging.masks import mask_to_region
 from engine.store import Store
 from engine.types import Box, Feedback, Item, Prediction, Span, Suggestion
 

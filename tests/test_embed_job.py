@@ -19,14 +19,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from engine.config import ConfigError, Settings, load_settings
-from engine.embedding.disk import embedding_dir, embedding_file, item_image_key
-from engine.embedding.job import EmbedConfig, create_embed_job, plan_items, run_embed_job
-from engine.embedding.pipeline import Encoder, decode_keyed
 from engine.ingest import ingest
-from engine.jobs import job_errors
-from engine.queue import rescore
+from engine.prelabel.embed_job import EmbedConfig, create_embed_job, plan_items, run_embed_job
+from engine.prelabel.embed_pipeline import Encoder, decode_keyed
+from engine.review.queue import rescore
+from engine.segment.embeddings import embedding_dir, embedding_file, item_image_key
 from engine.serving.app import create_app
 from engine.store import Store
+from engine.store.jobs import job_errors
 
 N_GOOD = 5
 TINY_SPEC = "name: tinysam\nfamily: sam\nparams:\n  variant: litemedsam\n  tiny: true\n"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.models.embedding_cache import Embedding, EmbeddingCache, content_hash, image_key
-from engine.models.sam_segmenter import SamSegmenter
+from engine.models.sam.embedding_cache import Embedding, EmbeddingCache, content_hash, image_key
+from engine.models.sam.segmenter import SamSegmenter
 
 VERSION = "v1-test"
 

@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from engine.config import DEFAULT_EMBEDDING_DIR_MAX_BYTES, ModelSpec, Settings
-from engine.embedding.disk import build_segmenter, warn_if_over_budget
-from engine.embedding.job import _check_budget
 from engine.ingest import ingest
-from engine.models.disk_tier import DiskTier
-from engine.models.embedding_cache import Embedding, EmbeddingCache
+from engine.models.sam.disk_tier import DiskTier
+from engine.models.sam.embedding_cache import Embedding, EmbeddingCache
+from engine.prelabel.embed_job import _check_budget
+from engine.segment.embeddings import build_segmenter, warn_if_over_budget
+from engine.segment.service import InteractiveSegmenter
 from engine.serving.app import create_app
-from engine.serving.interactive import InteractiveSegmenter
 from engine.store import Store
 
 VERSION = "v1-test"
@@ -117,7 +117,7 @@ def test_a_writer_in_another_process_shares_the_budget(tmp_path: Path) -> None:
     root, budget = tmp_path / "dir", 15 * size
     script = (
         "import numpy as np\n"
-        "from engine.models.disk_tier import DiskTier\n"
+        "from engine.models.sam.disk_tier import DiskTier\n"
         f"tier = DiskTier({str(root)!r}, {budget}, rescan_writes=4)\n"
         "arrays = {'features': np.ones((1, 4, 8, 8), np.float32),\n"
         "          'original_size_hw': np.array([30, 40]), 'input_size_hw': np.array([24, 32])}\n"
@@ -234,7 +234,7 @@ def test_build_segmenter_bounds_the_dir_and_stats_show_it(
 def test_a_job_larger_than_the_budget_warns_once(
     tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="engine.embedding.disk"):
+    with caplog.at_level(logging.WARNING, logger="engine.segment.embeddings"):
         assert warn_if_over_budget(10 * 4096, 4096, 11, tmp_path)
         assert not warn_if_over_budget(10 * 4096, 4096, 10, tmp_path)
         assert not warn_if_over_budget(None, 4096, 10**6, tmp_path)
@@ -249,7 +249,7 @@ def test_a_job_larger_than_the_budget_warns_once(
     todo = [{"item_id": f"i{n}", "uri": "", "key": f"k{n}"} for n in range(5)]
     batch = {"item_id": np.array(["i0"], dtype=object), "error": np.array([""], dtype=object)}
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="engine.embedding.disk"):
+    with caplog.at_level(logging.WARNING, logger="engine.segment.embeddings"):
         assert _check_budget(small, todo, batch, tmp_path, TINY_SPEC)
     assert "holds 3 embeddings" in caplog.text and "encodes 5" in caplog.text
     missing = {"item_id": np.array(["i1"], dtype=object), "error": np.array([""], dtype=object)}

@@ -12,10 +12,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from engine import schema
 from engine.formats.export import EXPORT_FORMATS, export
-from engine.masks import mask_to_region
-from engine.store import Store
+from engine.imaging.masks import mask_to_region
+from engine.store import Store, schema
 from engine.types import Box, Feedback, Item, Prediction, Span, Suggestion
 
 WIDTH, HEIGHT = 64, 48

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter import brush
 
-from engine.formats.brush_rle import (
+from engine.labelstudio.brush_rle import (
     brush_rle_to_mask,
     decode_brush_rle,
     encode_brush_rle,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
-from engine.formats.labelstudio import (
+from engine.imaging.masks import decode_rle, mask_iou, mask_to_region
+from engine.labelstudio.results import (
     parse_labeling_config,
     results_to_regions,
     suggestion_id_of,
@@ -16,7 +17,6 @@ from engine.formats.labelstudio import (
     task_score,
     to_ls_prediction,
 )
-from engine.masks import decode_rle, mask_iou, mask_to_region
 from engine.types import Box, Mask, Span, Suggestion
 
 IMAGE_CONFIG = """

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.imaging import (
+from engine.imaging.decode import (
     ImageDecodeError,
     check_rgb_image,
     decode_image,

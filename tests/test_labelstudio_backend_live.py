@@ -22,9 +22,9 @@ import pytest
 import requests
 
 from engine.config import load_settings, model_specs
-from engine.ls_connect import ConnectReport, basic_auth_header, connect_engine
-from engine.lsclient import LabelStudioClient
-from engine.push import MediaMapping
+from engine.labelstudio.client import LabelStudioClient
+from engine.labelstudio.connect import ConnectReport, basic_auth_header, connect_engine
+from engine.labelstudio.push import MediaMapping
 
 if TYPE_CHECKING:
     from lstudio import LiveLabelStudio
@@ -257,7 +257,7 @@ def _annotation_becomes_feedback(
 def test_image_project_retrieves_boxes_and_segments_a_click(
     label_studio: LiveLabelStudio, label_studio_media_root: Path, engine_url: str
 ) -> None:
-    from engine.samples import write_samples
+    from engine.cli.samples import write_samples
 
     folder = label_studio_media_root / uuid.uuid4().hex[:8]
     photos = {p.name: p for p in write_samples(folder)}

@@ -20,10 +20,10 @@ import pytest
 import requests
 from PIL import Image
 
-from engine.ls_auth import is_personal_access_token
-from engine.lsclient import LabelStudioClient, LabelStudioError
-from engine.push import MediaMapping
-from engine.serving.media import LabelStudioAccess, MediaError, MediaFetcher
+from engine.labelstudio.auth import is_personal_access_token
+from engine.labelstudio.client import LabelStudioClient, LabelStudioError
+from engine.labelstudio.media import LabelStudioAccess, MediaError, MediaFetcher
+from engine.labelstudio.push import MediaMapping
 
 if TYPE_CHECKING:
     from lstudio import LiveLabelStudio

@@ -1,4 +1,4 @@
-"""engine.ls_auth: key shapes, the cached access token, its expiry, renewal, failures.
+"""engine.labelstudio.auth: key shapes, the cached access token, its expiry, renewal, failures.
 
 Label Studio's own exchange endpoint is exercised in tests/test_labelstudio_pat_live.py.
 Here a stand-in plays it: ``Exchange`` is a ``post_json`` that answers the way Label
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from media_server import QuietHandler, http_server
 
-from engine.ls_auth import (
+from engine.labelstudio.auth import (
     REFRESH_PATH,
     LabelStudioAuth,
     LabelStudioAuthError,
@@ -30,8 +30,8 @@ from engine.ls_auth import (
     is_personal_access_token,
     jwt_claims,
 )
-from engine.lsclient import LabelStudioClient, LabelStudioError
-from engine.serving.media import LabelStudioAccess, MediaError, MediaFetcher
+from engine.labelstudio.client import LabelStudioClient, LabelStudioError
+from engine.labelstudio.media import LabelStudioAccess, MediaError, MediaFetcher
 
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
 LS_INVALID = json.dumps({"status_code": 401, "detail": "Token is invalid", "exc_info": None})

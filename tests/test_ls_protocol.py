@@ -24,13 +24,13 @@ from media_server import MediaServer, serve_media
 from PIL import Image
 
 from engine.config import REPO_CONFIG_DIR, Settings, model_specs
-from engine.formats.brush_rle import brush_rle_to_mask
+from engine.labelstudio.brush_rle import brush_rle_to_mask
+from engine.labelstudio.models import ModelHolder
 from engine.models.base import Model
-from engine.models.sam_segmenter import SamSegmenter
+from engine.models.sam.segmenter import SamSegmenter
 from engine.models.yolo import YoloDetector
+from engine.segment.service import InteractiveSegmenter
 from engine.serving.app import create_app
-from engine.serving.interactive import InteractiveSegmenter
-from engine.serving.ls_models import ModelHolder
 from engine.store import Store
 from engine.types import Box, Feedback, Item, Prediction, Suggestion
 

@@ -28,16 +28,16 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from engine.config import REPO_CONFIG_DIR, ModelSpec, Settings, load_settings
-from engine.formats.brush_rle import brush_rle_to_mask
+from engine.labelstudio.brush_rle import brush_rle_to_mask
+from engine.labelstudio.models import ModelHolder
+from engine.models.chain import ChainedModel
 from engine.models.registry import model_version
-from engine.models.sam_segmenter import SamSegmenter
+from engine.models.sam.segmenter import SamSegmenter
 from engine.models.yolo import YoloDetector
-from engine.prelabel.chain import ChainedModel
 from engine.prelabel.job import create_prelabel_job
-from engine.prelabel.scoring import item_score
+from engine.review.scoring import item_score
+from engine.segment.service import InteractiveSegmenter
 from engine.serving.app import create_app
-from engine.serving.interactive import InteractiveSegmenter
-from engine.serving.ls_models import ModelHolder
 from engine.store import Store
 from engine.types import Box, Item, Mask
 

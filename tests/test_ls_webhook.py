@@ -1,7 +1,7 @@
 """Label Studio's webhook over HTTP on a real store: annotations -> feedback, deletes, training.
 
 Webhook bodies are built the way Label Studio 1.23 sends them: the annotation's
-results start as the prediction ``engine.formats.labelstudio.to_ls_prediction``
+results start as the prediction ``engine.labelstudio.results.to_ls_prediction``
 produced (result ids ``s<suggestion_id>``), then are kept, moved, dropped or
 drawn anew as an annotator would.
 """
@@ -18,12 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.config import Settings
-from engine.formats.labelstudio import parse_labeling_config, to_ls_prediction
-from engine.formats_text import reviewed_spans
-from engine.jobs import get_job
-from engine.masks import decode_rle, mask_to_region
+from engine.formats.spans import reviewed_spans
+from engine.imaging.masks import decode_rle, mask_to_region
+from engine.labelstudio.results import parse_labeling_config, to_ls_prediction
 from engine.serving.app import create_app
 from engine.store import Store
+from engine.store.jobs import get_job
 from engine.types import Box, Item, Mask, Prediction, Span, Suggestion
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -191,7 +191,7 @@ def test_created_accepts_edits_rejects_and_keeps_new_regions(
 def _labeled(store: Store, item_id: str) -> bool:
     from sqlalchemy import select
 
-    from engine import schema
+    from engine.store import schema
 
     with store.engine.connect() as conn:
         query = select(schema.items.c.labeled).where(schema.items.c.item_id == item_id)
@@ -290,7 +290,7 @@ def test_masks_compare_brush_and_polygon_parts(client: TestClient, store: Store)
     erased = pixels.copy()
     erased[300:340] = False  # the annotator erased the second part with the brush
     brush = copy.deepcopy(_by_id(results, sid))
-    from engine.formats.brush_rle import mask_to_brush_rle
+    from engine.labelstudio.brush_rle import mask_to_brush_rle
 
     brush["value"]["rle"] = mask_to_brush_rle(erased)
     update = _event(

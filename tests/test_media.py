@@ -13,8 +13,8 @@ from media_server import MediaServer, serve_media
 from PIL import Image
 
 from engine.config import load_settings
+from engine.labelstudio.media import LabelStudioAccess, MediaError, MediaFetcher
 from engine.paths import PathNotAllowedError
-from engine.serving.media import LabelStudioAccess, MediaError, MediaFetcher
 
 
 def png_bytes(height: int = 12, width: int = 16, seed: int = 0) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.models.ner_decode import (
+from engine.models.ner.decode import (
     TagSet,
     aggregate_words,
     decode_tags,
@@ -13,14 +13,14 @@ from engine.models.ner_decode import (
     sentence_ids,
     split_tag,
 )
-from engine.models.ner_windows import (
+from engine.models.ner.uncertainty import TextPrediction, TextTokens, text_item_score
+from engine.models.ner.windows import (
     length_batches,
     merge_windows,
     pad_batch,
     plan_windows,
     window_starts,
 )
-from engine.models.text_uncertainty import TextPrediction, TextTokens, text_item_score
 from engine.types import Prediction, Span, Suggestion
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.formats_text import (
+from engine.formats.spans import (
     LabeledSpan,
     TextAnnotation,
     reviewed_spans,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from engine.config import REPO_CONFIG_DIR, ModelSpec, model_specs
-from engine.models.hf_ner import HfTokenTagger, build_hf_ner
-from engine.models.text_uncertainty import TextPrediction, TextTokens, text_item_score
+from engine.models.ner.hf import HfTokenTagger, build_hf_ner
+from engine.models.ner.uncertainty import TextPrediction, TextTokens, text_item_score
 from engine.types import Item, Prediction, Span
 
 TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")

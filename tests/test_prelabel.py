@@ -12,7 +12,6 @@ from PIL import Image
 
 from engine.config import REPO_CONFIG_DIR, ConfigError, ModelSpec, Settings, load_settings
 from engine.ingest import ingest
-from engine.jobs import create_job, get_job, job_errors
 from engine.prelabel.codec import decode_prediction, encode_prediction
 from engine.prelabel.config import PrelabelConfig, load_prelabel_config
 from engine.prelabel.job import (
@@ -29,9 +28,10 @@ from engine.prelabel.runtime import (
     cluster_address,
     ray_temp_dir,
 )
-from engine.prelabel.scoring import item_score
 from engine.prelabel.stages import Predictor, decode_batch
+from engine.review.scoring import item_score
 from engine.store import NotFoundError, Store
+from engine.store.jobs import create_job, get_job, job_errors
 from engine.types import Box, Item, Mask, Prediction, Span, Suggestion
 
 TINY_SPEC = (
@@ -397,7 +397,7 @@ def test_write_batch_is_idempotent_and_records_errors_once(
 
 
 def test_failure_message_drops_terminal_colour_codes() -> None:
-    from engine.job_runner import failure_message
+    from engine.prelabel.runner import failure_message
 
     exc = RuntimeError("\x1b[36mray::MapWorker.__init__()\x1b[39m died\nAssetError: missing")
     assert (

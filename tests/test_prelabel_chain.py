@@ -19,18 +19,18 @@ import pytest
 from PIL import Image
 
 from engine.config import ConfigError, ModelSpec, Settings, load_settings
+from engine.imaging.masks import decode_rle
 from engine.ingest import ingest
-from engine.jobs import get_job, job_errors
-from engine.masks import decode_rle
+from engine.models.chain import ChainedModel
 from engine.models.registry import build_model, model_version
-from engine.models.sam_segmenter import SamSegmenter
-from engine.prelabel.chain import ChainedModel
+from engine.models.sam.segmenter import SamSegmenter
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.job import create_prelabel_job, job_inputs, run_prelabel_job
-from engine.prelabel.scoring import item_score
 from engine.prelabel.stages import Predictor, objects
+from engine.review.scoring import item_score
 from engine.sampling.policies import mask_item_scores
 from engine.store import Store
+from engine.store.jobs import get_job, job_errors
 from engine.types import Box, Item, Mask, Prediction, Suggestion
 
 DET = {
@@ -292,8 +292,8 @@ def test_chained_job_links_masks_to_boxes_and_resumes(ray_base: tuple[Path, Sett
 @pytest.mark.slow
 def test_real_person_boxes_get_masks_covering_a_plausible_share() -> None:
     from engine.assets import asset_status
+    from engine.cli.samples import ultralytics_asset
     from engine.config import REPO_CONFIG_DIR, get_model_spec
-    from engine.samples import ultralytics_asset
 
     settings = load_settings(config_dir=REPO_CONFIG_DIR)
     specs = [get_model_spec(settings, name) for name in ("yolo11n", "litemedsam")]
@@ -339,7 +339,7 @@ def test_real_person_boxes_get_masks_covering_a_plausible_share() -> None:
 
 
 def test_the_chain_keeps_the_disk_tier_and_its_bound(detector: Any, tmp_path: Path) -> None:
-    from engine.models.embedding_cache import EmbeddingCache
+    from engine.models.sam.embedding_cache import EmbeddingCache
 
     segmenter = _segmenter()
     segmenter.cache = EmbeddingCache(1 << 20, disk_dir=tmp_path, disk_max_bytes=5_000_000)

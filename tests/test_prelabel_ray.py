@@ -22,14 +22,14 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from engine import schema as t
 from engine.config import Settings, load_settings
 from engine.ingest import ingest
-from engine.jobs import JobRecord, get_job, job_errors
 from engine.prelabel.config import PrelabelConfig
 from engine.prelabel.job import create_prelabel_job, run_prelabel_job
 from engine.prelabel.runtime import RaySession, ray_running, ray_temp_dir, start_local_ray
 from engine.store import Store
+from engine.store import schema as t
+from engine.store.jobs import JobRecord, get_job, job_errors
 
 pytestmark = pytest.mark.slow
 

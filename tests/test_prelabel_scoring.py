@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.prelabel.scoring import item_score
+from engine.review.scoring import item_score
 from engine.types import Box, Prediction, Suggestion
 
 

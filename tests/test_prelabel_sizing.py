@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from engine.config import ConfigError, Settings, load_settings
-from engine.jobs import get_job
 from engine.prelabel.config import PrelabelConfig, load_prelabel_config
 from engine.prelabel.job import create_prelabel_job, job_inputs
 from engine.prelabel.pipeline import (
@@ -25,6 +24,7 @@ from engine.prelabel.pipeline import (
 )
 from engine.prelabel.runtime import RaySession
 from engine.store import Store
+from engine.store.jobs import get_job
 
 AUTO_KEYS = ("num_model_actors", "actor_num_cpus", "torch_threads")
 # What the job record held for every job created before sizing was automatic:

@@ -19,16 +19,16 @@ from test_ner_tagger import tiny_bert, tiny_tokenizer
 
 from engine.config import ConfigError, ModelSpec, Settings, load_settings
 from engine.ingest import ingest
-from engine.jobs import job_errors
+from engine.models.ner.uncertainty import text_item_score
 from engine.models.registry import build_model
-from engine.models.text_uncertainty import text_item_score
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.job import create_prelabel_job, plan_items, run_prelabel_job
 from engine.prelabel.plan import resolve_version
 from engine.prelabel.stages import Predictor, objects
 from engine.prelabel.text import decode_text_batch
-from engine.queue import next_item
+from engine.review.queue import next_item
 from engine.store import Store
+from engine.store.jobs import job_errors
 from engine.types import Item, Span
 
 SPACY = {"name": "spacy-sm", "family": "spacy", "params": {"batch_size": 8, "max_chars": 60}}

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.config import load_settings
-from engine.jobs import get_job, job_errors
-from engine.lsclient import LabelStudioClient
-from engine.masks import mask_to_region
-from engine.push import ChunkResult, MediaMapping, PushReport, push_predictions
+from engine.imaging.masks import mask_to_region
+from engine.labelstudio.client import LabelStudioClient
+from engine.labelstudio.push import ChunkResult, MediaMapping, PushReport, push_predictions
 from engine.store import Store
+from engine.store.jobs import get_job, job_errors
 from engine.types import Box, Item, Prediction, Suggestion
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from engine import queue
-from engine import schema as t
+from engine.review import queue
 from engine.store import NotFoundError, Store
+from engine.store import schema as t
 from engine.types import Box, Feedback, Item, Prediction, Suggestion
 
 

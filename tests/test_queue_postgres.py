@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from test_queue import claim_until_empty, hold_one_each, run_in_processes, scored_items
 
-from engine import queue, routing
+from engine.review import queue, routing
 from engine.store import Store
 from engine.types import Feedback
 

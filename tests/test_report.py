@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from rich.console import Console
 
-from engine.masks import mask_to_region
-from engine.report import top_items, top_table
+from engine.imaging.masks import mask_to_region
+from engine.review.report import top_items, top_table
 from engine.store import Store
 from engine.types import Box, Item, Prediction, Suggestion
 

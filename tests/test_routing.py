@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import queue, routing
-from engine.routing import Outcome, RoutingConfig
+from engine.review import queue, routing
+from engine.review.routing import Outcome, RoutingConfig
 from engine.store import Store
 from engine.types import Box, Feedback, Item, Prediction, Suggestion
 

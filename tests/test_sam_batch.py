@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.masks import decode_rle
+from engine.imaging.masks import decode_rle
 from engine.models.base import Model
-from engine.models.sam_batch import BoxPrompts
-from engine.models.sam_segmenter import SamSegmenter
+from engine.models.sam.batch import BoxPrompts
+from engine.models.sam.segmenter import SamSegmenter
 from engine.types import Item, Mask
 
 

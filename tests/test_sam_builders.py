@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.models.sam_builders import (
+from engine.models.sam.builders import (
     DEFAULT_VARIANT,
     SAM_BUILDERS,
     SAM_VARIANTS,

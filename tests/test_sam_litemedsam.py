@@ -11,9 +11,9 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from engine.masks import mask_iou
-from engine.models.embedding_cache import EmbeddingCache
-from engine.models.sam_segmenter import SamSegmenter
+from engine.imaging.masks import mask_iou
+from engine.models.sam.embedding_cache import EmbeddingCache
+from engine.models.sam.segmenter import SamSegmenter
 
 pytestmark = pytest.mark.slow
 

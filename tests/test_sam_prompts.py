@@ -7,9 +7,9 @@ import pytest
 import torch
 from segment_anything.utils.amg import calculate_stability_score
 
-from engine.masks import decode_rle, encode_rle, mask_box_xyxy, mask_iou, mask_to_region
-from engine.models.sam_prompts import box_around_point, resolve_prompt
-from engine.models.sam_results import disagreement, stability_scores
+from engine.imaging.masks import decode_rle, encode_rle, mask_box_xyxy, mask_iou, mask_to_region
+from engine.models.sam.prompts import box_around_point, resolve_prompt
+from engine.models.sam.results import disagreement, stability_scores
 
 
 def test_default_box_is_a_clipped_square_of_a_quarter_of_the_short_side() -> None:

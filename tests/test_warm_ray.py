@@ -22,15 +22,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from engine import jobs
 from engine.config import Settings, load_settings
 from engine.ingest import ingest
+from engine.prelabel.ray_head import HeadInfo, LocalRayHead
 from engine.prelabel.runtime import LOCAL_HEAD_ENV, local_head_address, ray_temp_dir
 from engine.serving.app import create_app
 from engine.serving.deps import get_launcher
 from engine.serving.launcher import JobLauncher, child_env
-from engine.serving.ray_cluster import HeadInfo, LocalRayHead
-from engine.store import Store
+from engine.store import Store, jobs
 
 N_PHOTOS = 12
 # two versions of the same tiny model, so a second job has the photos to do again

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.imaging import decode_image
+from engine.imaging.decode import decode_image
 from engine.models.letterbox import letterbox_images, plan_letterbox, to_original_pixels
 from engine.models.yolo import YoloDetector, yolo_model_version
 from engine.types import Box, Item, Prediction

@@ -1,6 +1,6 @@
 """Wire formats: Label Studio (configs, results, brush RLE) and dataset exports.
 
-Import the submodules directly (``engine.formats.labelstudio``,
-``engine.formats.brush_rle``, ``engine.formats.export``); this package imports
+Import the submodules directly (``engine.labelstudio.results``,
+``engine.labelstudio.brush_rle``, ``engine.formats.export``); this package imports
 nothing at import time.
 """

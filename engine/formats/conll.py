@@ -1,4 +1,4 @@
-"""CoNLL IOB2 for text items: the exported spans, tagged by ``engine.formats_text``.
+"""CoNLL IOB2 for text items: the exported spans, tagged by ``engine.formats.spans``.
 
 ``annotations.conll`` holds one ``word<TAB>tag`` line per word, a blank line
 between sentences and a ``-DOCSTART-`` line per item (``formats_text.to_conll``,
@@ -18,7 +18,7 @@ FILE_NAME = "annotations.conll"
 
 
 def write_conll(items: Iterable[ItemLabels], out_dir: Path) -> WriteResult:
-    from engine.formats_text import LabeledSpan, TextAnnotation, to_conll
+    from engine.formats.spans import LabeledSpan, TextAnnotation, to_conll
 
     result = WriteResult()
     annotations = []

@@ -8,7 +8,7 @@
 - ``yolo``: ``images/``, ``labels/*.txt``, ``data.yaml`` (ultralytics);
 - ``labelstudio``: ``tasks_<kind>.json`` with predictions (+ generated configs);
 - ``ndjson``: ``annotations.ndjson``, Labelbox-style, one line per label;
-- ``conll``: ``annotations.conll``, IOB2 for text items (``engine.formats_text``).
+- ``conll``: ``annotations.conll``, IOB2 for text items (``engine.formats.spans``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _ndjson(_config: str | None) -> Writer:
 
 
 def _labelstudio(labeling_config: str | None) -> Writer:
-    from engine.formats.ls_tasks import write_labelstudio
+    from engine.formats.labelstudio_export import write_labelstudio
 
     return functools.partial(write_labelstudio, labeling_config=labeling_config)
 

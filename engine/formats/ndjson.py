@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.formats.records import ExportLabel, ItemLabels, WriteResult
-from engine.masks import decode_rle
+from engine.imaging.masks import decode_rle
 from engine.types import Box, Mask, Span
 
 FILE_NAME = "annotations.ndjson"

@@ -28,9 +28,8 @@ from urllib.parse import unquote, urlparse
 
 from sqlalchemy import select
 
-from engine import schema
-from engine.imaging import image_size
-from engine.store import FeedbackRecord, NotFoundError, Store, SuggestionRecord
+from engine.imaging.decode import image_size
+from engine.store import FeedbackRecord, NotFoundError, Store, SuggestionRecord, schema
 from engine.types import Feedback, Item, Mask, Region
 
 LabelSource = Literal["accepted", "edited", "machine_accepted", "pending", "feedback"]

@@ -64,19 +64,19 @@ def _build_yolo(spec: ModelSpec, models_dir: Path, device: str, precision: str) 
 
 
 def _build_sam(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
-    from engine.models.sam_segmenter import SamSegmenter
+    from engine.models.sam.segmenter import SamSegmenter
 
     return SamSegmenter.from_spec(spec, models_dir, device, precision)
 
 
 def _build_hf_ner(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
-    from engine.models.hf_ner import build_hf_ner
+    from engine.models.ner.hf import build_hf_ner
 
     return build_hf_ner(spec, models_dir, device, precision)
 
 
 def _build_spacy(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
-    from engine.models.spacy_ner import build_spacy
+    from engine.models.ner.spacy_ner import build_spacy
 
     return build_spacy(spec, models_dir, device, precision)
 

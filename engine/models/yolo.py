@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.imaging import check_rgb_image, read_local_image
+from engine.imaging.decode import check_rgb_image, read_local_image
 from engine.models.base import BaseModel, pick_device, pick_dtype
 from engine.models.letterbox import (
     LetterboxFrame,

@@ -1,6 +1,6 @@
 """The pre-label job: plan, run on Ray Data, write to the store, resume after a crash.
 
-A job is a store record (``engine.jobs``) holding the resolved job config and
+A job is a store record (``engine.store.jobs``) holding the resolved job config and
 a snapshot of the model spec(s) and versions, so a job created by one process
 (the server) runs identically in another (``python -m engine.cli prelabel
 --job-id ID``). What it runs (a detector on images, optionally chained with a
@@ -37,8 +37,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, get_model_spec
-from engine.job_runner import ProgressCallback, failure_message, run_item_job
-from engine.jobs import JobRecord, add_progress, create_job, get_job, record_errors, update_job
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.config import PrelabelConfig, config_for_job
 from engine.prelabel.plan import (
@@ -51,8 +49,17 @@ from engine.prelabel.plan import (
     predicted_by_job,
     resolve_version,
 )
+from engine.prelabel.runner import ProgressCallback, failure_message, run_item_job
 from engine.prelabel.stages import Batch
 from engine.store import Store
+from engine.store.jobs import (
+    JobRecord,
+    add_progress,
+    create_job,
+    get_job,
+    record_errors,
+    update_job,
+)
 from engine.types import Prediction
 
 log = logging.getLogger(__name__)

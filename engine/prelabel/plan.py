@@ -27,10 +27,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from engine import schema as t
 from engine.config import ConfigError, ModelSpec
 from engine.models.registry import model_version
 from engine.store import Store
+from engine.store import schema as t
 
 FAMILY_KINDS = {"yolo": "image", "hf-ner": "text", "spacy": "text"}
 SEGMENTER_FAMILIES = frozenset({"sam"})
@@ -129,9 +129,9 @@ def resolve_version(spec: ModelSpec, models_dir: Path) -> str:
 
 
 def _hf_ner_version(spec: ModelSpec, models_dir: Path) -> str:
-    """As ``engine.models.hf_ner.build_hf_ner``: checkpoint weight hash + behaviour params."""
+    """As ``engine.models.ner.hf.build_hf_ner``: checkpoint weight hash + behaviour params."""
     from engine.models import versioning
-    from engine.models.ner_checkpoint import checkpoint_sha256, resolve_checkpoint
+    from engine.models.ner.checkpoint import checkpoint_sha256, resolve_checkpoint
 
     path = resolve_checkpoint(spec, models_dir)
     behaviour = {k: v for k, v in spec.params.items() if k != "batch_size"}
@@ -139,8 +139,8 @@ def _hf_ner_version(spec: ModelSpec, models_dir: Path) -> str:
 
 
 def _spacy_version(spec: ModelSpec) -> str:
-    """As ``engine.models.spacy_ner.build_spacy``, from the package's meta.json (no load)."""
-    from engine.models.spacy_ner import _OPTIONS, DEFAULT_PACKAGE, pipeline_version
+    """As ``engine.models.ner.spacy_ner.build_spacy``, from the package's meta.json (no load)."""
+    from engine.models.ner.spacy_ner import _OPTIONS, DEFAULT_PACKAGE, pipeline_version
 
     unknown = sorted(set(spec.params) - _OPTIONS - {"package"})
     if unknown:

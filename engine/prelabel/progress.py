@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.config import Settings
-from engine.jobs import JobRecord
+from engine.store.jobs import JobRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -24,8 +24,8 @@ def run_with_progress(
     ``job_id``, and run it with a progress bar."""
     from rich.console import Console
 
-    from engine.job_runner import job_progress
     from engine.prelabel.job import create_prelabel_job, run_prelabel_job
+    from engine.prelabel.runner import job_progress
     from engine.store import Store
 
     console = console or Console()

@@ -6,7 +6,7 @@ embedded single-node cluster sized from the settings, listening on loopback
 only, with its temp files under the data dir. A Ray session that is already
 running in this process is reused and left running.
 
-The server keeps one such node warm for its jobs (``engine.serving.ray_cluster``):
+The server keeps one such node warm for its jobs (``engine.prelabel.ray_head``):
 it passes the node's address in ``RAY_ADDRESS`` and again in ``LOCAL_HEAD_ENV``,
 which tells a job that this cluster is the engine's own single node (its sizes
 are final, as for an embedded one) and that it should join it over loopback.

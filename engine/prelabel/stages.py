@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.job_runner import describe_error
 from engine.prelabel.codec import encode_prediction
-from engine.prelabel.scoring import item_score
+from engine.prelabel.runner import describe_error
+from engine.review.scoring import item_score
 from engine.types import Item, Prediction
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def decode_one(
     uri: str, roots: Sequence[Path], *, max_pixels: int, max_file_bytes: int
 ) -> np.ndarray:
     """Read ``uri`` under ``roots`` and decode it; raises on any problem."""
-    from engine.imaging import decode_image
+    from engine.imaging.decode import decode_image
     from engine.paths import read_confined
 
     data = read_confined(uri, roots, max_bytes=max_file_bytes)
@@ -86,8 +86,8 @@ class Predictor:
     the version the job recorded: a model that builds with another version
     (weights or pipeline changed since the job was created) is refused, so a
     job never mixes versions. Image predictions are scored by
-    ``engine.prelabel.scoring.item_score``, text ones by
-    ``engine.models.text_uncertainty.text_item_score`` (here, while the
+    ``engine.review.scoring.item_score``, text ones by
+    ``engine.models.ner.uncertainty.text_item_score`` (here, while the
     tagger's per-word rows still exist; they are not stored).
 
     Meant to own its process (a Ray actor): it sets ``OMP_WAIT_POLICY=PASSIVE``
@@ -162,7 +162,7 @@ class Predictor:
     def score(self, prediction: Prediction) -> float:
         """The item's queue score (see the class doc for the policy per kind)."""
         if self.kind == "text":
-            from engine.models.text_uncertainty import text_item_score
+            from engine.models.ner.uncertainty import text_item_score
 
             return text_item_score(prediction)
         return item_score(prediction)
@@ -228,8 +228,8 @@ def _build(
     )
     if segmenter_spec is None:
         return model
-    from engine.models.sam_segmenter import SamSegmenter
-    from engine.prelabel.chain import ChainedModel
+    from engine.models.chain import ChainedModel
+    from engine.models.sam.segmenter import SamSegmenter
     from engine.prelabel.plan import chained_version
 
     segmenter = build_model(

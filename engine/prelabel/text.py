@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.job_runner import describe_error
+from engine.prelabel.runner import describe_error
 from engine.prelabel.stages import Batch, objects
 
 

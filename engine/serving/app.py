@@ -17,13 +17,13 @@ from importlib import metadata
 from fastapi import Depends, FastAPI
 
 from engine.config import Settings
+from engine.labelstudio.models import ModelHolder
+from engine.prelabel.ray_head import LocalRayHead
+from engine.segment.service import InteractiveSegmenter
 from engine.serving.deps import require_ls_auth, require_token
 from engine.serving.errors import install_error_handlers
-from engine.serving.interactive import InteractiveSegmenter
 from engine.serving.launcher import JobLauncher
 from engine.serving.ls_backend import LabelStudioBackend
-from engine.serving.ls_models import ModelHolder
-from engine.serving.ray_cluster import LocalRayHead
 from engine.serving.routes import (
     feedback,
     health,

@@ -18,7 +18,7 @@ from fastapi.security import (
 )
 
 from engine.config import Settings
-from engine.serving.interactive import InteractiveSegmenter
+from engine.segment.service import InteractiveSegmenter
 from engine.serving.launcher import JobLauncher
 from engine.store import Store
 

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.config import Settings
-from engine.jobs import FINAL_STATES, get_job, update_job
 from engine.store import Store
+from engine.store.jobs import FINAL_STATES, get_job, update_job
 
 if TYPE_CHECKING:
-    from engine.serving.ray_cluster import LocalRayHead
+    from engine.prelabel.ray_head import LocalRayHead
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@
   served as they are. ``/setup`` answers the model's version and every
   prediction for the project carries the same one.
 - ``/predict`` answers exactly one prediction per task, in task order
-  (``engine.serving.ls_predict``); with ``params.context.result`` (interactive
+  (``engine.labelstudio.predict``); with ``params.context.result`` (interactive
   mode) the segmenter answers one ``brushlabels`` region per task
-  (``engine.serving.ls_interactive``).
+  (``engine.labelstudio.interactive``).
 - ``/setup`` is remembered per project (``"<id>.<timestamp>"``) in memory: its
   labeling config (used when ``/predict`` omits one), Label Studio's
   ``hostname`` and the owner's ``access_token``, which fetch ``/data/...``
@@ -33,19 +33,19 @@ from typing import TYPE_CHECKING
 from fastapi import HTTPException
 
 from engine.config import Settings, get_model_spec
-from engine.formats.labelstudio_config import LabelingConfig, ObjectTag, parse_labeling_config
+from engine.labelstudio.config import LabelingConfig, ObjectTag, parse_labeling_config
+from engine.labelstudio.interactive import check_request, segment_tasks
+from engine.labelstudio.media import LabelStudioAccess, MediaFetcher
+from engine.labelstudio.models import KINDS, ModelHolder
+from engine.labelstudio.predict import load_tasks, predict_tasks
+from engine.labelstudio.protocol import LsPredictIn, LsPredictionOut, LsSetupIn, LsTaskIn
+from engine.labelstudio.tasks import TaskItem
 from engine.models.base import Model
-from engine.serving.interactive import InteractiveSegmenter
-from engine.serving.ls_interactive import check_request, segment_tasks
-from engine.serving.ls_items import TaskItem
-from engine.serving.ls_models import KINDS, ModelHolder
-from engine.serving.ls_predict import load_tasks, predict_tasks
-from engine.serving.ls_schemas import LsPredictIn, LsPredictionOut, LsSetupIn, LsTaskIn
-from engine.serving.media import LabelStudioAccess, MediaFetcher
+from engine.segment.service import InteractiveSegmenter
 from engine.store import Store
 
 if TYPE_CHECKING:
-    from engine.models.sam_segmenter import SamSegmenter
+    from engine.models.sam.segmenter import SamSegmenter
 
 log = logging.getLogger(__name__)
 MASK_RESULT_TYPES = ("brushlabels", "polygonlabels")

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.jobs import FINAL_STATES, JobError, JobRecord
-from engine.queue import Lease
+from engine.review.queue import Lease
 from engine.store import FeedbackRecord, SuggestionRecord
+from engine.store.jobs import FINAL_STATES, JobError, JobRecord
 from engine.types import Box, FeedbackAction, Item, ItemKind, Mask, Region, Span
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]

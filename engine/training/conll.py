@@ -7,7 +7,7 @@ time and never copied into this repository; ``conll2003_path`` locates them
 without importing the package (which would import TensorFlow).
 
 Scoring (``entity_scores``): an entity is ``(sentence, start, end, type)``
-decoded leniently (``engine.models.ner_decode.decode_tags``, conlleval rules);
+decoded leniently (``engine.models.ner.decode.decode_tags``, conlleval rules);
 a prediction counts only when span and type both match exactly. Per type and
 micro-averaged precision, recall, F1 and support (gold entities).
 """
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.models.ner_decode import decode_tags, split_tag
+from engine.models.ner.decode import decode_tags, split_tag
 
 CONLL_SPLITS = ("train", "valid", "test")
 CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from engine.config import Settings
-from engine.jobs import FINAL_STATES, JobRecord, create_job, get_job, update_job
 from engine.store import Store
+from engine.store.jobs import FINAL_STATES, JobRecord, create_job, get_job, update_job
 from engine.training.conll import TaggedSentence, entity_scores, load_conll2003
 from engine.training.ner_data import (
     build_features,
@@ -222,7 +222,7 @@ def evaluate_ner(
     batch_size: int | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Entity-level precision / recall / F1 per type (and ``micro``) on tagged sentences."""
-    from engine.models.hf_ner import HfTokenTagger
+    from engine.models.ner.hf import HfTokenTagger
 
     tagger = HfTokenTagger(
         model,
@@ -249,7 +249,7 @@ def save_model(
     config: NerTrainConfig,
 ) -> tuple[Path, str]:
     """Write ``<name>-<version>/`` atomically (temp dir + rename); returns it and the version."""
-    from engine.models.ner_checkpoint import checkpoint_sha256
+    from engine.models.ner.checkpoint import checkpoint_sha256
 
     models_dir = Path(models_dir).expanduser()
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -293,11 +293,11 @@ def store_datasets(
 ) -> tuple[list[TaggedSentence], list[TaggedSentence]]:
     """Reviewed text items as tagged sentences, split into train / evaluation.
 
-    Gold spans come from ``engine.formats_text.reviewed_spans``; a random
+    Gold spans come from ``engine.formats.spans.reviewed_spans``; a random
     ``eval_fraction`` of the items (at least one when there are five or more)
     is held out for evaluation.
     """
-    from engine.formats_text import reviewed_spans
+    from engine.formats.spans import reviewed_spans
 
     sentences = []
     for item in store.iter_items(kind="text"):

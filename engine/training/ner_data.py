@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.models.ner_decode import encode_spans
+from engine.models.ner.decode import encode_spans
 from engine.training.conll import TaggedSentence
 
 IGNORE_INDEX = -100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from engine import queue
+from engine.review import queue
 from engine.serving.deps import AnnotatorDep, StoreDep
 from engine.serving.schemas import ErrorOut, FeedbackIn, FeedbackOut
 from engine.store import Store

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from engine.segment.service import SegmentRequest
 from engine.serving.deps import SegmenterDep, StoreDep
-from engine.serving.interactive import SegmentRequest
 from engine.serving.schemas import ErrorOut, SegmentIn, SegmentMaskOut, SegmentOut
 
 router = APIRouter(prefix="/interactive", tags=["interactive"])
@@ -50,7 +50,7 @@ def segment(body: SegmentIn, store: StoreDep, segmenter: SegmenterDep) -> Segmen
             ),
         ),
     )
-    from engine.formats.geometry import mask_polygons_xy
+    from engine.imaging.geometry import mask_polygons_xy
 
     masks = []
     for mask, mask_id in zip(result.masks, result.mask_ids, strict=True):

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from engine import jobs
 from engine.config import ConfigError, model_specs
 from engine.serving.deps import LauncherDep, SettingsDep, StoreDep
 from engine.serving.schemas import ErrorOut, JobErrorOut, JobIn, JobOut
+from engine.store import jobs
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])

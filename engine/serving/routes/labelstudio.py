@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from engine.serving.deps import SegmenterDep, StoreDep
-from engine.serving.ls_backend import LabelStudioBackend
-from engine.serving.ls_schemas import (
+from engine.labelstudio.protocol import (
     LsPredictIn,
     LsPredictOut,
     LsSetupIn,
     LsSetupOut,
     LsVersionsOut,
 )
+from engine.serving.deps import SegmenterDep, StoreDep
+from engine.serving.ls_backend import LabelStudioBackend
 from engine.serving.schemas import ErrorOut
 
 router = APIRouter(tags=["labelstudio"])

@@ -1,6 +1,6 @@
 """``POST /webhook``: Label Studio's annotation events and START_TRAINING.
 
-The logic lives in ``engine.serving.ls_webhook``; this module reads the body
+The logic lives in ``engine.labelstudio.webhook``; this module reads the body
 (a clear 422 when it is not JSON) and runs it in the threadpool.
 """
 
@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from engine.labelstudio.webhook import handle_webhook
 from engine.serving.deps import get_launcher, get_store
 from engine.serving.launcher import train_ner_argv
-from engine.serving.ls_webhook import handle_webhook
 from engine.serving.schemas import ErrorOut
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Response
 
-from engine import queue
+from engine.review import queue
 from engine.serving.deps import AnnotatorDep, SegmenterDep, SettingsDep, StoreDep
 from engine.serving.schemas import ErrorOut, LeaseIn, LeaseOut, QueueNextIn, ReleaseOut
 from engine.store import NotFoundError
