@@ -126,8 +126,7 @@ def run_job(root: Path, tag: str, job_overrides: dict[str, object]) -> tuple[flo
     from engine.ingest import ingest
     from engine.prelabel.config import PrelabelConfig
     from engine.prelabel.job import create_prelabel_job, run_prelabel_job
-    from engine.store import Store
-    from engine.store.jobs import JobRecord
+    from engine.store import JobRecord, Store
 
     settings = load_settings(data_dir=root / tag, data_roots=[root])
     store = Store(settings.resolved_database_url)

@@ -135,7 +135,7 @@ def _select_then_cas(store: Store, annotator: str, labeled_is: Any) -> Any:
                 .values(leased_by=annotator, lease_expires_at=now + 300)
             ).rowcount
         if claimed == 1:
-            return queue._lease(store, candidate)
+            return store.lease_of(candidate)
     return None
 
 

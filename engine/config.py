@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +26,9 @@ DEFAULT_MODELS_DIR = Path("~/.cache/labelengine/models")
 DEFAULT_EMBEDDING_DIR_MAX_BYTES = 20 * 1024**3
 
 _yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("labelengine_yaml_data", default=None)
+
+
+ENV_PREFIX = "LABELENGINE_"  # settings from the environment, and for child processes
 
 
 class ConfigError(ValueError):
@@ -67,7 +72,7 @@ class _YamlSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Everything the engine needs to run: paths, database, server, Ray."""
 
-    model_config = SettingsConfigDict(env_prefix="LABELENGINE_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     data_dir: Path = Path(".labelengine")
     database_url: str | None = None
@@ -250,3 +255,32 @@ def get_model_spec(settings: Settings, name: str) -> ModelSpec:
         known = ", ".join(sorted(specs)) or "none"
         raise ConfigError(f"unknown model {name!r}; configured models: {known}")
     return specs[name]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``LABELENGINE_*`` variables that rebuild ``settings`` in another process.
+
+    Paths are made absolute so the worker may run from any folder; the API
+    token is left out (a worker does not serve HTTP).
+    """
+    values = settings.model_dump(mode="json", exclude={"api_token"}, exclude_none=True)
+    values.update(
+        database_url=settings.resolved_database_url,
+        data_dir=str(settings.data_dir.expanduser().resolve()),
+        models_dir=str(settings.resolved_models_dir),
+        config_dir=str(settings.config_dir.expanduser().resolve()),
+        data_roots=[str(root) for root in settings.resolved_data_roots],
+    )
+    return {
+        f"{ENV_PREFIX}{key.upper()}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in values.items()
+    }
+
+
+def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) without its own
+    ``LABELENGINE_*`` variables, plus those of ``settings``."""
+    inherited = os.environ if base is None else base
+    env = {k: v for k, v in inherited.items() if not k.startswith(ENV_PREFIX)}
+    env.update(settings_env(settings))
+    return env

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.config import Settings, load_settings
+from engine.config import Settings, child_env, load_settings, settings_env
 from engine.serving.app import create_app
 from engine.serving.deps import get_launcher
-from engine.serving.launcher import JobLauncher, child_env, prelabel_argv, settings_env
-from engine.store import Store, jobs
+from engine.serving.launcher import JobLauncher, prelabel_argv
+from engine.store import Store
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -36,7 +36,7 @@ def test_unknown_model_is_422_naming_the_configured_ones(client: TestClient, sto
     detail = response.json()["detail"]
     assert detail.startswith("unknown model 'yolo99'; configured models: ")
     assert "yolo11n" in detail and "litemedsam" in detail
-    assert jobs.list_jobs(store) == []
+    assert store.list_jobs() == []
 
 
 @pytest.mark.parametrize(
@@ -54,14 +54,14 @@ def test_bad_job_bodies_are_422(client: TestClient, body: dict[str, object], fie
 
 
 def test_job_status_progress_and_errors(client: TestClient, store: Store) -> None:
-    job = jobs.create_job(
-        store, "prelabel", {"limit": 10}, model_name="yolo11n", model_version="yolo11n-abc"
+    job = store.create_job(
+        "prelabel", {"limit": 10}, model_name="yolo11n", model_version="yolo11n-abc"
     )
     fresh = client.get(f"/jobs/{job.job_id}").json()
     assert (fresh["state"], fresh["progress"], fresh["finished"]) == ("pending", 0.0, False)
-    jobs.update_job(store, job.job_id, state="running", total=10, skipped=2)
-    jobs.add_progress(store, job.job_id, done=5, failed=1)
-    jobs.record_errors(store, job.job_id, [("img-7", "cannot identify image file")])
+    store.update_job(job.job_id, state="running", total=10, skipped=2)
+    store.add_progress(job.job_id, done=5, failed=1)
+    store.record_job_errors(job.job_id, [("img-7", "cannot identify image file")])
     running = client.get(f"/jobs/{job.job_id}").json()
     assert running["state"] == "running"
     assert (running["total"], running["done"], running["failed"], running["skipped"]) == (
@@ -82,8 +82,8 @@ def test_job_status_progress_and_errors(client: TestClient, store: Store) -> Non
 
 
 def test_finished_empty_job_is_complete(client: TestClient, store: Store) -> None:
-    job = jobs.create_job(store, "prelabel", {})
-    jobs.update_job(store, job.job_id, state="succeeded")
+    job = store.create_job("prelabel", {})
+    store.update_job(job.job_id, state="succeeded")
     body = client.get(f"/jobs/{job.job_id}").json()
     assert (body["progress"], body["finished"]) == (1.0, True)
 
@@ -117,17 +117,17 @@ def test_post_job_creates_and_starts_a_worker(settings: Settings, store: Store) 
 
 
 def test_worker_that_finishes_its_job_is_left_alone(settings: Settings, store: Store) -> None:
-    job = jobs.create_job(store, "prelabel", {})
+    job = store.create_job("prelabel", {})
     code = (
         "from engine.config import load_settings; from engine.store import Store; "
         "from engine.store import jobs; import sys; "
         "s = load_settings(); "
-        f"jobs.update_job(Store(s.resolved_database_url), {job.job_id!r}, state='succeeded')"
+        f"Store(s.resolved_database_url).update_job({job.job_id!r}, state='succeeded')"
     )
     launcher = JobLauncher(settings, store, argv_for=lambda _job_id: _python(code))
     launcher.start(job.job_id)
     assert launcher.wait(job.job_id, timeout_s=60)
-    final = jobs.get_job(store, job.job_id)
+    final = store.get_job(job.job_id)
     assert (final.state, final.message) == ("succeeded", None), launcher.log_path(
         job.job_id
     ).read_text()
@@ -176,7 +176,7 @@ def test_post_job_chains_a_segmenter(settings: Settings, store: Store) -> None:
         wrong = client.post("/jobs", json={"model": "yolo11n", "segmenter": "yolo11n"})
         assert wrong.status_code == 422, wrong.text
         assert "yolo11n" in wrong.json()["detail"]
-        assert jobs.list_jobs(store) == []
+        assert store.list_jobs() == []
         response = client.post("/jobs", json={"model": "yolo11n", "segmenter": "litemedsam"})
         assert response.status_code == 202, response.text
         assert response.json()["model_name"] == "yolo11n+litemedsam"

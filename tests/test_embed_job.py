@@ -26,7 +26,6 @@ from engine.review.queue import rescore
 from engine.segment.embeddings import embedding_dir, embedding_file, item_image_key
 from engine.serving.app import create_app
 from engine.store import Store
-from engine.store.jobs import job_errors
 
 N_GOOD = 5
 TINY_SPEC = "name: tinysam\nfamily: sam\nparams:\n  variant: litemedsam\n  tiny: true\n"
@@ -156,7 +155,7 @@ def test_embed_job_fills_the_disk_tier_the_server_reads(base: Path, ray_cluster:
     assert final.state == "succeeded", final.message
     assert (final.total, final.done, final.failed, final.skipped) == (N_GOOD + 1, N_GOOD, 1, 0)
     broken = _ids(store, broken=True)
-    errors = job_errors(store, job.job_id)
+    errors = store.job_errors(job.job_id)
     assert [e.item_id for e in errors] == broken and "ImageDecodeError" in errors[0].message
     version = str(final.model_version)
     assert all(p.is_file() for p in _files(store, settings, version, _ids(store, False)))
@@ -174,7 +173,7 @@ def test_embed_job_fills_the_disk_tier_the_server_reads(base: Path, ray_cluster:
 
     again = run_embed_job(store, settings, job.job_id)  # resume: only the broken one is retried
     assert (again.state, again.done, again.failed, again.skipped) == ("succeeded", 0, 1, N_GOOD)
-    assert len(job_errors(store, job.job_id)) == 1
+    assert len(store.job_errors(job.job_id)) == 1
     store.close()
 
 

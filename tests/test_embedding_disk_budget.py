@@ -241,10 +241,10 @@ def test_a_job_larger_than_the_budget_warns_once(
     assert len(caplog.records) == 1
     assert "holds 10 embeddings" in caplog.text and "encodes 11" in caplog.text
     # The job measures one embedding from a file its first batch wrote.
-    from engine.models.registry import model_version
+    from engine.models.versioning import spec_version
 
     tier = DiskTier(tmp_path)
-    size = tier.write("k0", model_version(TINY_SPEC), {"features": np.zeros(1000, np.float32)})
+    size = tier.write("k0", spec_version(TINY_SPEC), {"features": np.zeros(1000, np.float32)})
     small = settings.model_copy(update={"embedding_dir_max_bytes": 3 * size})
     todo = [{"item_id": f"i{n}", "uri": "", "key": f"k{n}"} for n in range(5)]
     batch = {"item_id": np.array(["i0"], dtype=object), "error": np.array([""], dtype=object)}

@@ -31,8 +31,8 @@ from engine.config import REPO_CONFIG_DIR, ModelSpec, Settings, load_settings
 from engine.labelstudio.brush_rle import brush_rle_to_mask
 from engine.labelstudio.models import ModelHolder
 from engine.models.chain import ChainedModel
-from engine.models.registry import model_version
 from engine.models.sam.segmenter import SamSegmenter
+from engine.models.versioning import spec_version
 from engine.models.yolo import YoloDetector
 from engine.prelabel.job import create_prelabel_job
 from engine.review.scoring import item_score
@@ -84,7 +84,7 @@ def tiny_detector() -> YoloDetector:
         max_det=20,
         device="cpu",
         name="tinydet",
-        version=model_version(ModelSpec.model_validate(DET_SPEC)),
+        version=spec_version(ModelSpec.model_validate(DET_SPEC)),
     )
     net: Any = detector._net
     head = net.model[-1]  # one winning class per level: cat, tree, car
@@ -104,7 +104,7 @@ def tiny_sam() -> SamSegmenter:
         tiny=True,
         device="cpu",
         name="tinysam",
-        version=model_version(ModelSpec.model_validate(SAM_SPEC)),
+        version=spec_version(ModelSpec.model_validate(SAM_SPEC)),
     )
     with torch.no_grad():  # random weights predict IoU ~0: every mask would score 0
         sam.sam.mask_decoder.iou_prediction_head.layers[-1].bias.fill_(0.9)

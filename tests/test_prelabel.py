@@ -18,7 +18,6 @@ from engine.prelabel.job import (
     create_prelabel_job,
     job_inputs,
     plan_items,
-    predicted_by_job,
     write_batch,
 )
 from engine.prelabel.pipeline import check_resources, torch_threads
@@ -31,7 +30,6 @@ from engine.prelabel.runtime import (
 from engine.prelabel.stages import Predictor, decode_batch
 from engine.review.scoring import item_score
 from engine.store import NotFoundError, Store
-from engine.store.jobs import create_job, get_job, job_errors
 from engine.types import Box, Item, Mask, Prediction, Span, Suggestion
 
 TINY_SPEC = (
@@ -334,7 +332,7 @@ def test_create_job_records_config_spec_and_version(
     )
     assert (job.state, job.kind, job.model_name) == ("pending", "prelabel", "tiny")
     assert job.model_version is not None and job.model_version.startswith("tiny-")
-    inputs = job_inputs(get_job(tiny_store, job.job_id))
+    inputs = job_inputs(tiny_store.get_job(job.job_id))
     config, spec = inputs.config, inputs.spec
     assert (config.limit, config.write_batch_size, spec.params["imgsz_px"]) == (4, 3, 128)
     assert (inputs.models.kind, inputs.models.segmenter) == ("image", None)
@@ -345,7 +343,7 @@ def test_create_job_records_config_spec_and_version(
         create_prelabel_job(tiny_store, tiny_settings, model_name="seg")
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         create_prelabel_job(tiny_store, tiny_settings, model_name="nope")
-    other = create_job(tiny_store, "export", {})
+    other = tiny_store.create_job("export", {})
     with pytest.raises(ValueError, match="not a 'prelabel' job"):
         job_inputs(other)
 
@@ -358,13 +356,13 @@ def test_plan_skips_predicted_items_and_limit_counts_the_jobs_own_work(
     ids = [item.item_id for item in tiny_store.iter_items()]
     todo, skipped = plan_items(tiny_store, "job-a", "v1", None)
     assert [row["item_id"] for row in todo] == ids and skipped == 0
-    create_job(tiny_store, "prelabel", {}, job_id="job-a")
-    create_job(tiny_store, "prelabel", {}, job_id="job-b")
+    tiny_store.create_job("prelabel", {}, job_id="job-a")
+    tiny_store.create_job("prelabel", {}, job_id="job-b")
     tiny_store.save_predictions([_prediction(ids[0], [])], [1.0], job_id="job-b")
     tiny_store.save_predictions([_prediction(ids[1], [])], [1.0], job_id="job-a")
     todo, skipped = plan_items(tiny_store, "job-a", "v1", 3)
     assert [row["item_id"] for row in todo] == ids[2:4] and skipped == 2
-    assert predicted_by_job(tiny_store, "job-a", "v1") == 1
+    assert tiny_store.count_predictions("v1", job_id="job-a") == 1
     todo, skipped = plan_items(tiny_store, "job-a", "v2", None)  # another version: redo all
     assert len(todo) == 6 and skipped == 0
 
@@ -375,7 +373,7 @@ def test_write_batch_is_idempotent_and_records_errors_once(
     _write_images(tmp_path / "imgs", 3, np.random.default_rng(3))
     ingest(tiny_store, str(tmp_path / "imgs"), tiny_settings.resolved_data_roots)
     a, b, c = (item.item_id for item in tiny_store.iter_items())
-    create_job(tiny_store, "prelabel", {}, job_id="job-w")
+    tiny_store.create_job("prelabel", {}, job_id="job-w")
     encoded = [encode_prediction(_prediction(i, [[0.2, 0.6, 0.1]])) for i in (a, b)]
     batch = {
         "item_id": _objects([a, b, c]),
@@ -387,10 +385,10 @@ def test_write_batch_is_idempotent_and_records_errors_once(
     }
     assert write_batch(tiny_store, "job-w", batch) == (2, 1)
     assert write_batch(tiny_store, "job-w", batch) == (0, 1)
-    job = get_job(tiny_store, "job-w")
+    job = tiny_store.get_job("job-w")
     assert (job.done, job.failed, job.skipped) == (2, 2, 2)
     assert tiny_store.count_predictions("v1") == 2
-    assert [(e.item_id, e.message) for e in job_errors(tiny_store, "job-w")] == [
+    assert [(e.item_id, e.message) for e in tiny_store.job_errors("job-w")] == [
         (c, "ImageDecodeError: truncated")
     ]
     assert len(tiny_store.suggestions_for(a, model_version="v1")) == 1

@@ -22,15 +22,15 @@ from engine.config import ConfigError, ModelSpec, Settings, load_settings
 from engine.imaging.masks import decode_rle
 from engine.ingest import ingest
 from engine.models.chain import ChainedModel
-from engine.models.registry import build_model, model_version
+from engine.models.registry import build_model
 from engine.models.sam.segmenter import SamSegmenter
+from engine.models.versioning import spec_version
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.job import create_prelabel_job, job_inputs, run_prelabel_job
 from engine.prelabel.stages import Predictor, objects
 from engine.review.scoring import item_score
 from engine.sampling.policies import mask_item_scores
 from engine.store import Store
-from engine.store.jobs import get_job, job_errors
 from engine.types import Box, Item, Mask, Prediction, Suggestion
 
 DET = {
@@ -169,11 +169,11 @@ def test_chained_job_records_both_models_and_one_combined_version(
     _write_specs(tmp_path / "configs")
     settings = load_settings(data_dir=tmp_path / "data", config_dir=tmp_path / "configs")
     job = create_prelabel_job(store, settings, model_name="tinydet", segmenter_name="tinysam")
-    det_version = model_version(ModelSpec.model_validate(DET))
-    seg_version = model_version(ModelSpec.model_validate(SEG))
+    det_version = spec_version(ModelSpec.model_validate(DET))
+    seg_version = spec_version(ModelSpec.model_validate(SEG))
     assert job.model_name == "tinydet+tinysam"
     assert str(job.model_version).startswith(f"{det_version}+{seg_version}-")
-    inputs = job_inputs(get_job(store, job.job_id))
+    inputs = job_inputs(store.get_job(job.job_id))
     assert inputs.models.segmenter is not None and inputs.models.segmenter.name == "tinysam"
     assert inputs.models.job_version == job.model_version
     other = tmp_path / "job.yaml"
@@ -264,7 +264,7 @@ def test_chained_job_links_masks_to_boxes_and_resumes(ray_base: tuple[Path, Sett
     final = run_prelabel_job(store, settings, job.job_id)
     assert final.state == "succeeded", final.message
     assert (final.skipped, final.done, final.failed) == (first.done, 5 - first.done, 1)
-    assert [e.message.split(":")[0] for e in job_errors(store, job.job_id)] == ["ImageDecodeError"]
+    assert [e.message.split(":")[0] for e in store.job_errors(job.job_id)] == ["ImageDecodeError"]
     version = str(final.model_version)
     assert store.count_predictions(version) == 5
     for item in store.iter_items():

@@ -27,9 +27,8 @@ from engine.ingest import ingest
 from engine.prelabel.config import PrelabelConfig
 from engine.prelabel.job import create_prelabel_job, run_prelabel_job
 from engine.prelabel.runtime import RaySession, ray_running, ray_temp_dir, start_local_ray
-from engine.store import Store
+from engine.store import JobRecord, Store
 from engine.store import schema as t
-from engine.store.jobs import JobRecord, get_job, job_errors
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +164,7 @@ def test_job_records_bad_items_and_a_rerun_redoes_nothing(base: Path, ray_cluste
     assert (final.total, final.done, final.failed, final.skipped) == (N_GOOD + 3, N_GOOD, 3, 0)
     assert [r.state for r in seen][:1] == ["running"] and seen[-1].state == "succeeded"
     assert [r.done for r in seen] == sorted(r.done for r in seen)  # progress only grows
-    errors = job_errors(store, job.job_id)
+    errors = store.job_errors(job.job_id)
     assert {e.item_id for e in errors} == _broken_ids(store)
     assert all("ImageDecodeError" in e.message for e in errors)
     version = str(final.model_version)
@@ -181,7 +180,7 @@ def test_job_records_bad_items_and_a_rerun_redoes_nothing(base: Path, ray_cluste
     assert (fresh.state, fresh.done, fresh.failed, fresh.skipped) == ("succeeded", 0, 3, N_GOOD)
     assert _predictions_per_item(store, version) == per_item
     assert _suggestions_per_item(store, version) == suggestions_before
-    assert len(job_errors(store, job.job_id)) == 3  # recorded once per job and item
+    assert len(store.job_errors(job.job_id)) == 3  # recorded once per job and item
     store.close()
 
 
@@ -343,7 +342,7 @@ def test_sigkill_midway_then_resume_gives_every_item_exactly_one_prediction(
 
     written_before = store.count_predictions(version)
     assert 3 <= written_before < 40, "the kill should land midway"
-    assert get_job(store, job.job_id).state == "running"  # nobody marked the crash
+    assert store.get_job(job.job_id).state == "running"  # nobody marked the crash
     final = run_prelabel_job(store, settings, job.job_id)
     assert final.state == "succeeded", final.message
     assert (final.skipped, final.done, final.failed) == (written_before, 40 - written_before, 0)

@@ -24,7 +24,6 @@ from engine.prelabel.pipeline import (
 )
 from engine.prelabel.runtime import RaySession
 from engine.store import Store
-from engine.store.jobs import get_job
 
 AUTO_KEYS = ("num_model_actors", "actor_num_cpus", "torch_threads")
 # What the job record held for every job created before sizing was automatic:
@@ -163,8 +162,8 @@ def test_stored_jobs_keep_concrete_values_and_auto_stays_auto(
     auto = tmp_path / "auto.yaml"
     auto.write_text("num_model_actors: auto\nactor_num_cpus: AUTO\n", encoding="utf-8")
     new = create_prelabel_job(store, tiny_settings, model_name="tiny", job_config_path=auto)
-    old_config = job_inputs(get_job(store, old.job_id)).config
-    new_config = job_inputs(get_job(store, new.job_id)).config
+    old_config = job_inputs(store.get_job(old.job_id)).config
+    new_config = job_inputs(store.get_job(new.job_id)).config
     store.close()
     assert get_job_config_sizing_keys(old_config) == (1, 1.0, None)
     assert get_job_config_sizing_keys(new_config) == (None, None, None)

@@ -28,7 +28,6 @@ from engine.prelabel.stages import Predictor, objects
 from engine.prelabel.text import decode_text_batch
 from engine.review.queue import next_item
 from engine.store import Store
-from engine.store.jobs import job_errors
 from engine.types import Item, Span
 
 SPACY = {"name": "spacy-sm", "family": "spacy", "params": {"batch_size": 8, "max_chars": 60}}
@@ -200,7 +199,7 @@ def test_text_job_stores_spans_and_scores_and_the_queue_ranks_them(
     final = run_prelabel_job(store, settings, job.job_id)
     assert final.state == "succeeded", final.message
     assert (final.total, final.done, final.failed) == (6, 4, 2)
-    errors = {e.item_id: e.message for e in job_errors(store, job.job_id)}
+    errors = {e.item_id: e.message for e in store.job_errors(job.job_id)}
     assert set(errors) == {"empty", "long"}
     assert "empty text" in errors["empty"] and "over max_text_chars=300" in errors["long"]
 

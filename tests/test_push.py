@@ -23,7 +23,6 @@ from engine.imaging.masks import mask_to_region
 from engine.labelstudio.client import LabelStudioClient
 from engine.labelstudio.push import ChunkResult, MediaMapping, PushReport, push_predictions
 from engine.store import Store
-from engine.store.jobs import get_job, job_errors
 from engine.types import Box, Item, Prediction, Suggestion
 
 if TYPE_CHECKING:
@@ -126,7 +125,7 @@ def test_push_resumes_after_a_crash_and_never_duplicates(
         assert {k: len(v) for k, v in _predictions_by_item(client, project_id).items()} == {
             k: 1 for k in plan
         }
-        job = get_job(store, again.job_id)
+        job = store.get_job(again.job_id)
         assert (job.kind, job.state, job.done, job.skipped, job.total) == (
             "push", "succeeded", 6, 1, 7)  # fmt: skip
 
@@ -172,7 +171,7 @@ def test_a_refused_task_is_recorded_and_the_others_land(
     with LabelStudioClient(*label_studio) as client:
         assert sorted(_predictions_by_item(client, project_id)) == ["ok1", "ok2", "ok3", "ok4"]
     (job_id,) = {line.split()[1] for line in first.output.splitlines() if line.startswith("job ")}
-    errors = {e.item_id: e.message for e in job_errors(store, job_id)}
+    errors = {e.item_id: e.message for e in store.job_errors(job_id)}
     assert sorted(errors) == ["huge", "ok0"]
     assert "HTTP 500" in errors["huge"]  # Label Studio's answer (status and body) is kept
 
@@ -185,7 +184,7 @@ def test_a_refused_task_is_recorded_and_the_others_land(
         landed = _predictions_by_item(client, project_id)
     assert sorted(landed) == [f"ok{i}" for i in range(5)]
     assert all(len(p) == 1 and len(p[0]["result"]) == 1 for p in landed.values())
-    assert [e.item_id for e in job_errors(store, job_id)] == ["huge"]
+    assert [e.item_id for e in store.job_errors(job_id)] == ["huge"]
 
 
 def test_a_chunk_refused_as_invalid_is_halved_so_only_bad_tasks_fail(
@@ -216,6 +215,6 @@ def test_a_chunk_refused_as_invalid_is_halved_so_only_bad_tasks_fail(
         )
         landed = _predictions_by_item(client, project_id)
     assert sorted(landed) == ["a0", "a1", "a2", "a4"]  # a1 landed before the edit
-    errors = {e.item_id: e.message for e in job_errors(store, report.job_id)}
+    errors = {e.item_id: e.message for e in store.job_errors(report.job_id)}
     assert sorted(errors) == ["a3", "a5"]
     assert all("HTTP 400" in m and "valid labels" in m for m in errors.values())

@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from engine.review import queue
 from engine.store import NotFoundError, Store
+from engine.store import queue as store_queue
 from engine.store import schema as t
 from engine.types import Box, Feedback, Item, Prediction, Suggestion
 
@@ -236,7 +237,7 @@ def _plan(store: Store, statement: object, params: dict[str, object]) -> str:
 
 def test_next_reads_the_partial_index_not_the_table(store: Store) -> None:
     params = {"now": 0.0, "f_version": "v1", "f_label": "cat", "f_label_threshold": 0.5}
-    stmts = queue._statements(True, True, True)
+    stmts = store_queue.statements(True, True, True)
     plan = _plan(store, stmts.candidate, {**params, "f_job": "job"})
     assert "USING INDEX ix_items_ready" in plan
     assert "TEMP B-TREE" not in plan  # no sort: served in index order
@@ -244,7 +245,9 @@ def test_next_reads_the_partial_index_not_the_table(store: Store) -> None:
     claim_params = {**params, "f_job": "job", "b_annotator": "a", "b_expires_at": 1.0}
     claim = _plan(store, stmts.claim, claim_params)
     assert "USING INDEX ix_items_ready" in claim and "TEMP B-TREE" not in claim
-    held = _plan(store, queue._statements(False, False, False).held, {"b_annotator": "a", "now": 0})
+    held = _plan(
+        store, store_queue.statements(False, False, False).held, {"b_annotator": "a", "now": 0}
+    )
     assert "USING INDEX ix_items_leased_by" in held
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from rich.console import Console
 
 from engine.imaging.masks import mask_to_region
-from engine.review.report import top_items, top_table
+from engine.review.report import top_table
 from engine.store import Store
 from engine.types import Box, Item, Prediction, Suggestion
 
@@ -31,7 +31,7 @@ def test_top_lists_items_by_score_and_masks_on_their_boxes(store: Store) -> None
     chained = Prediction("a", "det+seg", "det+seg-1", made, np.zeros((3, 0), np.float32))
     plain = Prediction("b", "det", "d1", made[:1], np.zeros((1, 0), np.float32))
     store.save_predictions([chained, plain], [0.2, 0.7])
-    assert [row[0] for row in top_items(store, limit=5)] == ["b", "a"]
+    assert [row[0] for row in store.top_items(limit=5)] == ["b", "a"]
     text = _render(store)
     assert "person 0.90+mask, dog 0.50" in text
     assert text.count("person 0.80") == 0  # the mask is not a second entry

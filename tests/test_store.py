@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from engine.store import NotFoundError, Store, StoreError, jobs, schema
+from engine.store import NotFoundError, Store, StoreError, schema
 from engine.types import Box, Feedback, Item, Prediction, Suggestion
 
 
@@ -73,12 +73,12 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_job_errors_recorded_once_per_item(store: Store) -> None:
-    job = jobs.create_job(store, "prelabel", {"limit": 3}, model_name="yolo")
-    assert jobs.record_errors(store, job.job_id, [("a", "truncated"), ("a", "truncated")]) == 1
-    jobs.add_progress(store, job.job_id, done=2, failed=1)
-    jobs.update_job(store, job.job_id, state="succeeded", total=3)
-    record = jobs.get_job(store, job.job_id)
+    job = store.create_job("prelabel", {"limit": 3}, model_name="yolo")
+    assert store.record_job_errors(job.job_id, [("a", "truncated"), ("a", "truncated")]) == 1
+    store.add_progress(job.job_id, done=2, failed=1)
+    store.update_job(job.job_id, state="succeeded", total=3)
+    record = store.get_job(job.job_id)
     assert (record.state, record.done, record.failed, record.remaining) == ("succeeded", 2, 1, 0)
-    assert [e.item_id for e in jobs.job_errors(store, job.job_id)] == ["a"]
+    assert [e.item_id for e in store.job_errors(job.job_id)] == ["a"]
     with pytest.raises(ValueError, match="job state"):
-        jobs.update_job(store, job.job_id, state="exploded")
+        store.update_job(job.job_id, state="exploded")

@@ -13,7 +13,6 @@ from test_ner_tagger import tiny_bert, tiny_tokenizer
 from engine.config import ModelSpec, Settings
 from engine.models.ner.hf import build_hf_ner
 from engine.store import Store
-from engine.store.jobs import get_job
 from engine.training.conll import (
     TaggedSentence,
     entity_scores,
@@ -182,7 +181,7 @@ def test_train_job_without_reviewed_spans_fails_with_a_reason(
     job = create_ner_training_job(store, {"base_model": str(tiny_base), "source": "store"})
     done = run_ner_training_job(store, settings, job.job_id)
     assert done.state == "failed" and "review some pre-labels first" in (done.message or "")
-    assert get_job(store, job.job_id).state == "failed"
+    assert store.get_job(job.job_id).state == "failed"
     with pytest.raises(ValueError, match="unknown training option"):
         create_ner_training_job(store, {"epoch": 1})
     with pytest.raises(ValueError, match="source"):

@@ -22,14 +22,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from engine.config import Settings, load_settings
+from engine.config import Settings, child_env, load_settings
 from engine.ingest import ingest
 from engine.prelabel.ray_head import HeadInfo, LocalRayHead
 from engine.prelabel.runtime import LOCAL_HEAD_ENV, local_head_address, ray_temp_dir
 from engine.serving.app import create_app
 from engine.serving.deps import get_launcher
-from engine.serving.launcher import JobLauncher, child_env
-from engine.store import Store, jobs
+from engine.serving.launcher import JobLauncher
+from engine.store import Store
 
 N_PHOTOS = 12
 # two versions of the same tiny model, so a second job has the photos to do again
@@ -237,7 +237,7 @@ def test_one_job_at_a_time_on_the_warm_node(
         launcher = JobLauncher(
             settings, store, ray_head=head, argv_for=lambda _: [sys.executable, "-c", code, "4"]
         )
-        ids = [jobs.create_job(store, "prelabel", {}).job_id for _ in range(3)]
+        ids = [store.create_job("prelabel", {}).job_id for _ in range(3)]
         launcher.start(ids[0])
         assert launcher.on_ray_head(ids[0]) and head.info is not None
         launcher.start(ids[1], argv_for=lambda _: [sys.executable, "-c", code, "0"])

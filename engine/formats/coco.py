@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.formats.records import ExportLabel, ItemLabels, WriteResult, entry_size_px
+from engine.formats.records import WriteResult, entry_size_px
+from engine.store import ItemLabels, ReviewedLabel
 from engine.types import Box, Mask
 
 FILE_NAME = "annotations.json"
@@ -24,7 +25,7 @@ FILE_NAME = "annotations.json"
 def write_coco(items: Iterable[ItemLabels], out_dir: Path) -> WriteResult:
     result = WriteResult()
     images: list[dict[str, Any]] = []
-    pending: list[tuple[int, ExportLabel]] = []
+    pending: list[tuple[int, ReviewedLabel]] = []
     for entry in items:
         if entry.item.kind != "image":
             result.skipped.append(f"{entry.item.item_id}: text items have no COCO form")
@@ -67,7 +68,7 @@ def write_coco(items: Iterable[ItemLabels], out_dir: Path) -> WriteResult:
     return result
 
 
-def _problem(label: ExportLabel, size: tuple[int, int]) -> str | None:
+def _problem(label: ReviewedLabel, size: tuple[int, int]) -> str | None:
     region = label.region
     if isinstance(region, Mask) and (region.width_px, region.height_px) != size:
         return f"mask is {region.width_px}x{region.height_px}, image is {size[0]}x{size[1]}"
@@ -76,7 +77,9 @@ def _problem(label: ExportLabel, size: tuple[int, int]) -> str | None:
     return None
 
 
-def _annotation(ann_id: int, image_id: int, category_id: int, label: ExportLabel) -> dict[str, Any]:
+def _annotation(
+    ann_id: int, image_id: int, category_id: int, label: ReviewedLabel
+) -> dict[str, Any]:
     region = label.region
     box = region.box if isinstance(region, Mask) else region
     if not isinstance(box, Box):

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.formats.records import ItemLabels, WriteResult
+from engine.formats.records import WriteResult
+from engine.store import ItemLabels
 from engine.types import Span
 
 FILE_NAME = "annotations.conll"

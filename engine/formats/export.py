@@ -1,7 +1,7 @@
 """Export accepted labels from the store to a training or labeling format.
 
-``export(store, fmt, out_dir)`` gathers each item's accepted labels (see
-``engine.formats.records`` for exactly which) and hands them to the writer of
+``export(store, fmt, out_dir)`` gathers each item's labels after review (see
+``engine.store.labels`` for exactly which) and hands them to the writer of
 ``fmt``:
 
 - ``coco``: ``annotations.json`` (pycocotools), masks as compressed RLE;
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.formats.records import ItemLabels, WriteResult, collect_labels
-from engine.store import Store
+from engine.formats.records import WriteResult
+from engine.store import ItemLabels, Store
 
 Writer = Callable[[Iterable[ItemLabels], Path], WriteResult]
 
@@ -97,7 +97,7 @@ def export(
         raise ValueError("labeling_config applies to the labelstudio format only")
     writer = factory(labeling_config)
     out_path = Path(out_dir)
-    items = collect_labels(store, include_suggestions=include_suggestions, min_score=min_score)
+    items = store.labeled_items(include_suggestions=include_suggestions, min_score=min_score)
     result = writer(items, out_path)
     return ExportReport(
         fmt=fmt,

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from engine.formats.records import ExportLabel, ItemLabels, WriteResult, entry_size_px
+from engine.formats.records import WriteResult, entry_size_px
 from engine.labelstudio.config import LabelingConfig, parse_labeling_config
 from engine.labelstudio.results import merge_choice_results, suggestion_to_results, task_score
+from engine.store import ItemLabels, ReviewedLabel
 from engine.types import Box, Mask, Span, Suggestion
 
 EXPORT_MODEL_VERSION = "labelengine-export"
@@ -55,7 +56,7 @@ def write_labelstudio(
     return result
 
 
-def default_labeling_config(kind: str, labels: Sequence[ExportLabel]) -> str:
+def default_labeling_config(kind: str, labels: Sequence[ReviewedLabel]) -> str:
     """A config with one control per region type present, listing the labels it holds."""
 
     def values(*types: type) -> list[str]:

@@ -23,8 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.formats.records import ExportLabel, ItemLabels, WriteResult
+from engine.formats.records import WriteResult
 from engine.imaging.masks import decode_rle
+from engine.store import ItemLabels, ReviewedLabel
 from engine.types import Box, Mask, Span
 
 FILE_NAME = "annotations.ndjson"
@@ -47,7 +48,7 @@ def write_ndjson(items: Iterable[ItemLabels], out_dir: Path) -> WriteResult:
     return result
 
 
-def ndjson_line(item_id: str, position: int, label: ExportLabel) -> dict[str, Any]:
+def ndjson_line(item_id: str, position: int, label: ReviewedLabel) -> dict[str, Any]:
     """The NDJSON object for one label of an item."""
     line: dict[str, Any] = {
         "uuid": str(uuid.uuid5(_NAMESPACE, f"{item_id}/{position}")),

@@ -1,16 +1,14 @@
 """Text spans: validate span edits, collect reviewed spans, export CoNLL and spaCy JSON.
 
-Reviewed spans of a text item (``reviewed_spans``), from its feedback:
-
-- only items with an item-level ``accept`` / ``edit`` / ``reject`` (the editor
-  finished the item) count; others return ``None`` (not reviewed yet);
-- a suggestion's latest decision wins: ``accept`` keeps its span and label,
-  ``edit`` replaces them with the feedback's region and / or label,
-  ``reject`` drops it; a suggestion left undecided is kept when the item was
-  accepted as a whole and dropped when it was edited or rejected;
-- item-level feedback that carries a ``Span`` region and a label adds that span
-  (an entity the model missed);
-- overlapping spans: the earlier-starting (then longer) one is kept.
+Reviewed spans of a text item (``reviewed_spans``) are its labels after review
+(``engine.store.labels``, the same rules every export follows) that are spans,
+once an item-level ``accept`` / ``edit`` / ``reject`` finished the item (else
+``None``: not reviewed yet); where two overlap, the earlier-starting (then
+longer) one is kept. So: a suggestion's latest decision wins (``accept`` keeps
+it, ``edit`` replaces its span and / or label, ``reject`` drops it); an
+undecided suggestion is kept when the item was accepted as a whole and dropped
+when it was edited or rejected; item-level feedback with a ``Span`` and a label
+adds an entity the model missed.
 
 Exports (words = runs of word characters or single punctuation marks, the
 same split the trainer uses; a span tags every word it overlaps):
@@ -81,43 +79,20 @@ def validate_span(
 
 
 def reviewed_spans(store: Store, item_id: str) -> TextAnnotation | None:
-    """The item's gold spans from its feedback (rules in the module docstring)."""
+    """The item's gold spans: its labels after review (``Store.item_labels``) that are
+    spans, once the item is finished; ``None`` before (rules in the module docstring)."""
     item = store.get_item(item_id)
     if item.kind != "text" or item.text is None:
         raise ValueError(f"item {item_id!r} is not a text item")
-    records = store.feedback_for(item_id)
-    item_level = [r.feedback for r in records if r.feedback.suggestion_id is None]
-    decisions = [f for f in item_level if f.action in {"accept", "edit", "reject"}]
-    if not decisions:
+    labels = store.item_labels(item)
+    if labels.decision is None:
         return None
-    item_action = decisions[-1].action
-    latest = {
-        r.feedback.suggestion_id: r.feedback
-        for r in records
-        if r.feedback.suggestion_id is not None
-    }
-    spans: list[LabeledSpan] = []
-    decided = set(latest)
-    for suggestion_id, fb in latest.items():
-        suggestion = store.get_suggestion(suggestion_id).suggestion
-        if fb.action == "accept" or fb.action == "edit":
-            region = (
-                fb.region if fb.action == "edit" and fb.region is not None else suggestion.region
-            )
-            label = fb.label if fb.action == "edit" and fb.label else suggestion.label
-            spans.extend(_labeled(region, label))
-    if item_action == "accept":
-        for record in store.suggestions_for(item_id):
-            if record.suggestion_id not in decided:
-                spans.extend(_labeled(record.suggestion.region, record.suggestion.label))
-    for fb in item_level:
-        if fb.label and isinstance(fb.region, Span) and fb.action in {"accept", "edit"}:
-            spans.extend(_labeled(fb.region, fb.label))
+    spans = [
+        LabeledSpan(lab.region.start, lab.region.end, lab.label)
+        for lab in labels.labels
+        if isinstance(lab.region, Span)
+    ]
     return TextAnnotation(item_id, item.text, _non_overlapping(spans, len(item.text)))
-
-
-def _labeled(region: object, label: str) -> list[LabeledSpan]:
-    return [LabeledSpan(region.start, region.end, label)] if isinstance(region, Span) else []
 
 
 def _non_overlapping(spans: Iterable[LabeledSpan], n_chars: int) -> tuple[LabeledSpan, ...]:

@@ -20,7 +20,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.formats.records import ItemLabels, WriteResult, entry_size_px, local_path
+from engine.formats.records import WriteResult, entry_size_px
+from engine.imaging.decode import local_path
+from engine.store import ItemLabels
 from engine.types import Box, Mask
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -28,13 +28,15 @@ import hashlib
 import io
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import numpy.typing as npt
+
+from engine.types import Item, Mask, Region
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -108,19 +110,27 @@ def decode_image(
             ) from exc
 
 
+def local_path(uri: str | None) -> Path | None:
+    """The local file behind a path or ``file://`` URI, ``None`` for other schemes."""
+    if not uri:
+        return None
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if len(parsed.scheme) > 1:
+        return None
+    return Path(uri)
+
+
 def read_local_image(uri: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBArray:
     """Read and decode a local file given as a path or a ``file://`` URI.
 
     Other schemes (``s3://``, ``http://``) are a ``ValueError``: fetching is
     the job's reader's business, models only read local files.
     """
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        path = Path(unquote(parsed.path))
-    elif len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive
+    path = local_path(uri)
+    if path is None:
         raise ValueError(f"{uri!r}: only local paths and file:// URIs can be read here")
-    else:
-        path = Path(uri)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -256,3 +266,23 @@ def _wide_to_uint8(values: np.ndarray, mode: str) -> npt.NDArray[np.uint8]:
 
 def _grey_to_rgb(grey: npt.NDArray[np.uint8]) -> RGBArray:
     return _read_only(np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2)))
+
+
+def image_size_px(item: Item, regions: Iterable[Region | None] = ()) -> tuple[int, int] | None:
+    """``(width, height)`` of an image item, after EXIF orientation, or ``None`` if unknown.
+
+    From the local file's header; else from a mask among ``regions``; else from
+    ``width_px`` / ``height_px`` (or ``width`` / ``height``) in its metadata.
+    """
+    path = local_path(item.uri)
+    if path is not None and path.is_file():
+        return image_size(path.read_bytes(), source=str(path))
+    for region in regions:
+        if isinstance(region, Mask):
+            return region.width_px, region.height_px
+    meta = item.metadata
+    width = meta.get("width_px", meta.get("width"))
+    height = meta.get("height_px", meta.get("height"))
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        return width, height
+    return None

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("image", "text")
-_FAMILIES = {"image": ("yolo",), "text": ("spacy", "hf-ner")}
 _SETTING = {"image": "default_detector", "text": "default_tagger"}
 
 
@@ -66,13 +65,14 @@ class ModelHolder:
         name = self._names[kind]
         if self._build is not None:
             return self._build(name)
-        from engine.models.registry import build_model
+        from engine.models.registry import build_model, families
 
         spec = get_model_spec(self._settings, name)
-        if spec.family not in _FAMILIES[kind]:
+        allowed = families(kind=kind, roles=("detector", "tagger"))
+        if spec.family not in allowed:
             raise ValueError(
                 f"{_SETTING[kind]} {name!r} is a {spec.family} model; {kind} tasks need one of "
-                f"the families {', '.join(_FAMILIES[kind])}"
+                f"the families {', '.join(allowed)}"
             )
         return build_model(spec, self._settings.resolved_models_dir)
 
@@ -105,9 +105,8 @@ class ModelHolder:
         return chain
 
     def _build_chain(self, detector: Model, segmenter: SamSegmenter) -> ChainedModel:
-        from engine.models.chain import ChainedModel
+        from engine.models.chain import ChainedModel, chained_version
         from engine.prelabel.config import config_for_job
-        from engine.prelabel.plan import chained_version
 
         job = config_for_job(self._settings, None)  # as `labelengine prelabel` reads it
         version = chained_version(

@@ -25,8 +25,6 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from engine.labelstudio.config import LabelingConfig, ObjectTag
 from engine.labelstudio.media import LabelStudioAccess, MediaFetcher
 from engine.labelstudio.models import ModelHolder
@@ -35,7 +33,7 @@ from engine.labelstudio.results import to_ls_prediction
 from engine.labelstudio.tasks import TaskItem, load_task_item
 from engine.models.ner.uncertainty import text_item_score
 from engine.review.scoring import DISPLAY_THRESHOLD, item_score
-from engine.store import Store, schema
+from engine.store import Store
 from engine.types import Mask, Prediction, Suggestion
 
 if TYPE_CHECKING:
@@ -54,15 +52,6 @@ def failed(version: str) -> LsPredictionOut:
     "retrieve predictions" (it skips tasks holding the current version).
     """
     return LsPredictionOut(result=[], score=0.0, model_version=version + FAILED_SUFFIX)
-
-
-def stored_score(store: Store, item_id: str, model_version: str) -> float | None:
-    """The score of the item's stored prediction of ``model_version``; ``None`` if none."""
-    p = schema.predictions.c
-    query = select(p.score).where(p.item_id == item_id, p.model_version == model_version)
-    with store.engine.connect() as conn:
-        score = conn.execute(query.limit(1)).scalar_one_or_none()
-    return None if score is None else float(score)
 
 
 def load_tasks(
@@ -127,7 +116,7 @@ def _predict_missing(
 ) -> None:
     todo: dict[str, TaskItem] = {}
     for entry in loaded:
-        if entry is not None and stored_score(store, entry.item.item_id, version) is None:
+        if entry is not None and store.prediction_score(entry.item.item_id, version) is None:
             todo.setdefault(entry.item.item_id, entry)
     pending = list(todo.values())
     if segmenter is not None:
@@ -192,7 +181,7 @@ def _convert(
     if entry is None:
         return failed(version)
     item_id = entry.item.item_id
-    score = stored_score(store, item_id, version)
+    score = store.prediction_score(item_id, version)
     if score is None:  # the model failed on it (logged)
         return failed(version)
     try:

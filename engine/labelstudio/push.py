@@ -33,14 +33,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
-from sqlalchemy import delete, select
-
-from engine.formats.records import image_size_px
+from engine.imaging.decode import image_size_px
 from engine.labelstudio.client import LabelStudioClient, LabelStudioError, TaskRef
 from engine.labelstudio.results import LabelingConfig, parse_labeling_config, to_ls_prediction
 from engine.store import NotFoundError, Store
-from engine.store import schema as t
-from engine.store.jobs import add_progress, create_job, get_job, record_errors, update_job
 from engine.types import Box, Item
 
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -128,8 +124,7 @@ def push_job_id(url: str, project_id: int, model_version: str) -> str:
 
 def resolve_model_version(store: Store, model_version: str | None) -> str:
     """The given version (which must have predictions), else the store's only one."""
-    with store.engine.connect() as conn:
-        versions = sorted(conn.execute(select(t.predictions.c.model_version).distinct()).scalars())
+    versions = store.prediction_versions()
     if model_version is not None:
         if model_version not in versions:
             known = ", ".join(versions) or "none"
@@ -163,7 +158,7 @@ def push_predictions(
     started = time.monotonic()
     report = PushReport(_start_job(store, client.url, project_id, version, chunk_size), version)
     report.total = store.count_predictions(version)
-    update_job(store, report.job_id, total=report.total)
+    store.update_job(report.job_id, total=report.total)
     tasks = _TaskIndex.scan(client, project_id)
     report.scan_seconds = time.monotonic() - started
     run = _Run(store, client, project_id, report, max_chunk_bytes, on_chunk)
@@ -172,11 +167,10 @@ def push_predictions(
             run.add(item, score, config, tasks, media or MediaMapping(), chunk_size)
         run.flush_all()
     except BaseException as exc:
-        update_job(store, report.job_id, state="failed", message=f"interrupted: {exc!r}"[:2000])
+        store.update_job(report.job_id, state="failed", message=f"interrupted: {exc!r}"[:2000])
         raise
     report.seconds = time.monotonic() - started
-    update_job(
-        store,
+    store.update_job(
         report.job_id,
         state="succeeded",
         done=report.already + report.pushed,
@@ -191,12 +185,11 @@ def _start_job(store: Store, url: str, project_id: int, version: str, chunk_size
     job_id = push_job_id(url, project_id, version)
     config = {"label_studio_url": url, "project": project_id, "chunk_size": chunk_size}
     try:
-        get_job(store, job_id)
+        store.get_job(job_id)
     except NotFoundError:
-        create_job(store, "push", config, model_version=version, job_id=job_id)
-    with store.engine.begin() as conn:  # a new attempt: old errors are retried, not kept
-        conn.execute(delete(t.job_errors).where(t.job_errors.c.job_id == job_id))
-    update_job(store, job_id, state="running", config=config, done=0, failed=0, skipped=0)
+        store.create_job("push", config, model_version=version, job_id=job_id)
+    store.clear_job_errors(job_id)  # a new attempt: old errors are retried, not kept
+    store.update_job(job_id, state="running", config=config, done=0, failed=0, skipped=0)
     return job_id
 
 
@@ -224,23 +217,10 @@ class _TaskIndex:
         return self.by_item.get(item_id) or self.by_value.get(value)
 
 
-def _predicted_items(store: Store, version: str, page: int = 1000) -> Iterator[tuple[Item, float]]:
+def _predicted_items(store: Store, version: str) -> Iterator[tuple[Item, float]]:
     """``(item, prediction score)`` for every item with a prediction of ``version``."""
-    last = ""
-    while True:
-        query = (
-            select(t.predictions.c.item_id, t.predictions.c.score)
-            .where(t.predictions.c.model_version == version, t.predictions.c.item_id > last)
-            .order_by(t.predictions.c.item_id)
-            .limit(page)
-        )
-        with store.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        if not rows:
-            return
-        for row in rows:
-            yield store.get_item(row.item_id), float(row.score)
-        last = rows[-1].item_id
+    for item_id, score in store.iter_predicted(version):
+        yield store.get_item(item_id), score
 
 
 @dataclass
@@ -347,7 +327,7 @@ class _Run:
         self.report.chunks.append(chunk)
         if error is None:
             self.report.pushed += chunk.n_items
-            add_progress(self.store, self.report.job_id, done=chunk.n_items)
+            self.store.add_progress(self.report.job_id, done=chunk.n_items)
         else:
             self._fail(item_ids, f"request {chunk.index} refused: {error}")
         if self.on_chunk is not None:
@@ -355,8 +335,8 @@ class _Run:
 
     def _fail(self, item_ids: list[str], message: str) -> None:
         self.report.failed += len(item_ids)
-        record_errors(self.store, self.report.job_id, [(i, message) for i in item_ids])
-        add_progress(self.store, self.report.job_id, failed=len(item_ids))
+        self.store.record_job_errors(self.report.job_id, [(i, message) for i in item_ids])
+        self.store.add_progress(self.report.job_id, failed=len(item_ids))
 
 
 def _prediction(

@@ -7,7 +7,7 @@ tier when the spec has one) and decodes all the kept boxes of an image in one
 batched decoder call (``segment_boxes``).
 
 The combined ``Prediction`` (``model_version`` = the job's chained version,
-see ``engine.prelabel.plan``) holds the detector's suggestions unchanged
+``chained_version``) holds the detector's suggestions unchanged
 (indices ``0..n-1``, detector model fields) followed by one ``Mask``
 suggestion per box scoring at least ``min_box_score``:
 
@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from engine.config import ConfigError
+from engine.models.versioning import config_hash
 from engine.types import Box, Item, Prediction, Suggestion
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from engine.models.sam.results import MaskResult
     from engine.models.sam.segmenter import SamSegmenter
 
+MAX_VERSION_CHARS = 128  # predictions.model_version column
 MIN_BOX_SIDE_PX = 1.0  # narrower boxes (after clipping to the image) get no mask
 
 
@@ -176,3 +179,17 @@ class ChainedModel:
             attributes=attributes,
             parent_index=parent,
         )
+
+
+def chained_version(
+    detector: str, segmenter: str, min_box_score: float, multimask: bool | None
+) -> str:
+    """``<detector>+<segmenter>-<8 hex of the mask settings>``."""
+    settings = config_hash({"mask_min_box_score": min_box_score, "mask_multimask": multimask})
+    version = f"{detector}+{segmenter}-{settings}"
+    if len(version) > MAX_VERSION_CHARS:
+        raise ConfigError(
+            f"chained model version {version!r} is longer than {MAX_VERSION_CHARS} characters; "
+            "use shorter model names"
+        )
+    return version

@@ -11,11 +11,14 @@ import hashlib
 import json
 import string
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.assets import sha256_file
 
-__all__ = ["config_hash", "model_version", "sha256_file"]
+if TYPE_CHECKING:
+    from engine.config import ModelSpec
+
+__all__ = ["config_hash", "model_version", "sha256_file", "spec_version"]
 
 _HEX = frozenset(string.hexdigits.lower())
 
@@ -37,3 +40,10 @@ def model_version(weights_sha256: str, config: Mapping[str, Any]) -> str:
     if len(digest) < 12 or not set(digest) <= _HEX:
         raise ValueError(f"weights_sha256 must be a hex digest, got {weights_sha256!r}")
     return f"{digest[:12]}-{config_hash(config)}"
+
+
+def spec_version(spec: ModelSpec) -> str:
+    """``<name>-<weights sha256[:12]>-<config hash>`` from the spec alone (the asset's
+    recorded sha256, no file read); stable across machines."""
+    weights = spec.asset.sha256[:12] if spec.asset is not None else "noweights"
+    return f"{spec.name}-{weights}-{spec.config_hash()}"

@@ -1,4 +1,4 @@
-"""Pre-label job settings: ``configs/jobs/prelabel.yaml`` as a strict pydantic model.
+"""Batch job settings: the pre-label job (``configs/jobs/prelabel.yaml``) and the embed job.
 
 An unknown key or a wrong type raises ``ConfigError`` naming the key and the
 file. A missing file means all defaults. The resolved config is stored in the
@@ -106,3 +106,24 @@ def config_for_job(
         default = default_config_path(settings)
         job_config_path = default if default.is_file() else None
     return load_prelabel_config(job_config_path, **overrides)
+
+
+class EmbedConfig(BaseModel):
+    """How an embed job runs (stored in the job record)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top: int | None = Field(default=None, gt=0, description="only the queue's top N")
+    limit: int | None = Field(default=None, gt=0, description="only the first N selected")
+    batch_size: int = Field(default=8, gt=0, description="images per actor call")
+    num_actors: int = Field(default=1, gt=0)
+    actor_num_cpus: float = Field(default=1.0, gt=0)
+    torch_threads: int | None = Field(default=None, gt=0)
+    decode_num_cpus: float = Field(default=1.0, gt=0)
+    decode_batch_size: int = Field(default=8, gt=0)
+    decode_memory_bytes: int = Field(default=512 * 1024**2, gt=0)
+    rows_per_block: int = Field(default=16, gt=0)
+    write_batch_size: int = Field(default=16, gt=0, description="rows per progress update")
+    max_file_bytes: int = Field(default=256 * 1024**2, gt=0)
+    device: str = "auto"
+    precision: str = Field(default="auto", pattern=r"^(auto|fp32|fp16|bf16)$")

@@ -25,10 +25,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, get_model_spec
-from engine.models.registry import model_version
+from engine.models.versioning import spec_version
+from engine.prelabel.config import EmbedConfig
 from engine.prelabel.runner import ProgressCallback, run_item_job
 from engine.prelabel.stages import Batch
 from engine.segment.embeddings import (
@@ -38,34 +39,11 @@ from engine.segment.embeddings import (
     item_image_key,
     warn_if_over_budget,
 )
-from engine.store import Store
-from engine.store.backlog import ImageRow, all_images, queued_images
-from engine.store.jobs import JobRecord, add_progress, create_job, record_errors
+from engine.store import ImageRow, JobRecord, Store
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "embed"
-
-
-class EmbedConfig(BaseModel):
-    """How an embed job runs (stored in the job record)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    top: int | None = Field(default=None, gt=0, description="only the queue's top N")
-    limit: int | None = Field(default=None, gt=0, description="only the first N selected")
-    batch_size: int = Field(default=8, gt=0, description="images per actor call")
-    num_actors: int = Field(default=1, gt=0)
-    actor_num_cpus: float = Field(default=1.0, gt=0)
-    torch_threads: int | None = Field(default=None, gt=0)
-    decode_num_cpus: float = Field(default=1.0, gt=0)
-    decode_batch_size: int = Field(default=8, gt=0)
-    decode_memory_bytes: int = Field(default=512 * 1024**2, gt=0)
-    rows_per_block: int = Field(default=16, gt=0)
-    write_batch_size: int = Field(default=16, gt=0, description="rows per progress update")
-    max_file_bytes: int = Field(default=256 * 1024**2, gt=0)
-    device: str = "auto"
-    precision: str = Field(default="auto", pattern=r"^(auto|fp32|fp16|bf16)$")
 
 
 def create_embed_job(
@@ -96,8 +74,8 @@ def create_embed_job(
         "model_spec": spec.model_dump(mode="json"),
         "embedding_dir": str(embedding_dir(settings, spec)),
     }
-    return create_job(
-        store, JOB_KIND, stored, model_name=spec.name, model_version=model_version(spec)
+    return store.create_job(
+        JOB_KIND, stored, model_name=spec.name, model_version=spec_version(spec)
     )
 
 
@@ -111,9 +89,9 @@ def job_inputs(job: JobRecord) -> tuple[EmbedConfig, ModelSpec, Path]:
         spec = ModelSpec.model_validate(job.config.get("model_spec"))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from exc
-    if model_version(spec) != job.model_version:
+    if spec_version(spec) != job.model_version:
         raise ConfigError(
-            f"{source}: model spec gives version {model_version(spec)!r}, "
+            f"{source}: model spec gives version {spec_version(spec)!r}, "
             f"but the job records {job.model_version!r}"
         )
     disk_dir = job.config.get("embedding_dir")
@@ -126,8 +104,8 @@ def selected_images(store: Store, config: EmbedConfig) -> list[ImageRow]:
     """The run's selection: the queue's top N or all images, cut to ``limit``."""
     if config.top is not None:
         count = config.top if config.limit is None else min(config.top, config.limit)
-        return queued_images(store, count, free_only=False)
-    return all_images(store, config.limit)
+        return store.queued_images(count, free_only=False)
+    return store.all_images(config.limit)
 
 
 def plan_items(
@@ -203,7 +181,7 @@ def _check_budget(
     """Warn once if the job covers more embeddings than the directory's bound holds;
     the size of one comes from a file this batch wrote. False: no file to measure yet."""
     keys = {row["item_id"]: row["key"] for row in todo}
-    version = model_version(spec)
+    version = spec_version(spec)
     for item_id, error in zip(batch["item_id"], batch["error"], strict=True):
         if error:
             continue
@@ -224,7 +202,7 @@ def record_batch(store: Store, job_id: str, batch: Batch) -> tuple[int, int]:
         if error
     ]
     if errors:
-        record_errors(store, job_id, errors)
+        store.record_job_errors(job_id, errors)
     encoded = len(batch["item_id"]) - len(errors)
-    add_progress(store, job_id, done=encoded, failed=len(errors))
+    store.add_progress(job_id, done=encoded, failed=len(errors))
     return encoded, len(errors)

@@ -25,7 +25,7 @@ from engine.prelabel.stages import Batch, decode_batch
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-    from engine.prelabel.embed_job import EmbedConfig
+    from engine.prelabel.config import EmbedConfig
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.config import Settings
-from engine.store.jobs import JobRecord
+from engine.store import JobRecord
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -40,40 +40,28 @@ from engine.config import ConfigError, ModelSpec, Settings, format_validation_er
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.config import PrelabelConfig, config_for_job
 from engine.prelabel.plan import (
-    FAMILY_KINDS,
     ModelPlan,
     check_segmenter,
     check_stored_version,
     item_kind,
     plan_items,
-    predicted_by_job,
     resolve_version,
 )
 from engine.prelabel.runner import ProgressCallback, failure_message, run_item_job
 from engine.prelabel.stages import Batch
-from engine.store import Store
-from engine.store.jobs import (
-    JobRecord,
-    add_progress,
-    create_job,
-    get_job,
-    record_errors,
-    update_job,
-)
+from engine.store import JobRecord, Store
 from engine.types import Prediction
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "prelabel"
 __all__ = [
-    "FAMILY_KINDS",
     "JOB_KIND",
     "JobInputs",
     "create_prelabel_job",
     "failure_message",
     "job_inputs",
     "plan_items",
-    "predicted_by_job",
     "run_prelabel_job",
     "write_batch",
 ]
@@ -130,8 +118,8 @@ def create_prelabel_job(
         "segmenter_spec": None if segmenter is None else segmenter.model_dump(mode="json"),
         "segmenter_version": plan.segmenter_version,
     }
-    return create_job(
-        store, JOB_KIND, stored, model_name=plan.job_model_name, model_version=plan.job_version
+    return store.create_job(
+        JOB_KIND, stored, model_name=plan.job_model_name, model_version=plan.job_version
     )
 
 
@@ -238,11 +226,11 @@ def write_batch(store: Store, job_id: str, batch: Batch) -> tuple[int, int]:
         scores.append(float(row["score"]))
     written = store.save_predictions(predictions, scores, job_id) if predictions else 0
     if errors:
-        record_errors(store, job_id, errors)
-    add_progress(store, job_id, done=written, failed=len(errors))
+        store.record_job_errors(job_id, errors)
+    store.add_progress(job_id, done=written, failed=len(errors))
     if written < len(predictions):  # another writer got there first: nothing to redo
-        job = get_job(store, job_id)
-        update_job(store, job_id, skipped=job.skipped + len(predictions) - written)
+        job = store.get_job(job_id)
+        store.update_job(job_id, skipped=job.skipped + len(predictions) - written)
     return written, len(errors)
 
 

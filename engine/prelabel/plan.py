@@ -2,41 +2,33 @@
 
 A job runs one model family on one kind of item, decided by the family:
 
-- ``yolo`` (detector) -> ``image`` items; optionally chained with a ``sam``
-  segmenter that turns the detector's boxes into masks;
-- ``hf-ner`` / ``spacy`` (taggers) -> ``text`` items.
+- a detector (``yolo``) -> ``image`` items; optionally chained with a
+  segmenter (``sam``) that turns the detector's boxes into masks;
+- a tagger (``hf-ner`` / ``spacy``) -> ``text`` items
+  (``engine.models.registry.FAMILIES`` says which family is which).
 
 Versions are what resume compares: an item is skipped when it has a
-prediction of the job's version. A detector or segmenter version comes from
-its spec (``engine.models.registry.model_version``). A tagger's version also
-depends on what is on disk (the checkpoint's weight hash, the installed spaCy
-pipeline), so it is resolved here the way the builders compute it, and the
-model actor refuses to run if the model it built has another version
-(``engine.prelabel.stages.Predictor``). A chained job's version is
+prediction of the job's version. The version is known before any model is
+built (``engine.models.registry.resolved_version``); the model actor refuses
+to run if the model it built has another one (``engine.prelabel.stages.Predictor``).
+A chained job's version is
 ``<detector>+<segmenter>-<hash of the mask settings>``: changing either model
 or ``mask_min_box_score`` / ``mask_multimask`` redoes the items.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
-
 from engine.config import ConfigError, ModelSpec
-from engine.models.registry import model_version
+from engine.models.chain import chained_version
+from engine.models.registry import FAMILIES, Role, families, resolved_version
+from engine.models.versioning import spec_version
 from engine.store import Store
-from engine.store import schema as t
 
-FAMILY_KINDS = {"yolo": "image", "hf-ner": "text", "spacy": "text"}
-SEGMENTER_FAMILIES = frozenset({"sam"})
-SPEC_VERSIONED = frozenset({"yolo", "sam"})  # version = registry.model_version(spec)
-MAX_VERSION_CHARS = 128  # predictions.model_version column
-_PAGE = 1000
+PROMPT_FREE: tuple[Role, ...] = ("detector", "tagger")  # roles a job runs without a prompt
 
 
 @dataclass(frozen=True)
@@ -72,115 +64,56 @@ class ModelPlan:
     @classmethod
     def for_spec(cls, spec: ModelSpec) -> ModelPlan:
         """A plan for a spec-versioned model alone (no disk look-ups)."""
-        return cls(spec=spec, kind=item_kind(spec), version=model_version(spec))
+        return cls(spec=spec, kind=item_kind(spec), version=spec_version(spec))
 
 
 def item_kind(spec: ModelSpec) -> str:
     """The item kind the family reads; ``ConfigError`` for families a job cannot run."""
-    kind = FAMILY_KINDS.get(spec.family)
-    if kind is None:
+    family = FAMILIES.get(spec.family)
+    if family is None or family.role not in PROMPT_FREE:
         raise ConfigError(
             f"model {spec.name!r} is a {spec.family!r} model; a pre-label job runs a model "
-            f"that needs no prompt: one of the families {sorted(FAMILY_KINDS)} "
-            f"(a {sorted(SEGMENTER_FAMILIES)} model runs chained: --segmenter)"
+            f"that needs no prompt: one of the families {families(roles=PROMPT_FREE)} "
+            f"(a {families(roles=('segmenter',))} model runs chained: --segmenter)"
         )
-    return kind
+    return family.kind
 
 
 def check_segmenter(spec: ModelSpec, segmenter: ModelSpec) -> None:
-    if FAMILY_KINDS.get(spec.family) != "image":
+    detector = FAMILIES.get(spec.family)
+    if detector is None or detector.role != "detector":
         raise ConfigError(
             f"a segmenter turns detector boxes into masks; model {spec.name!r} is a "
             f"{spec.family!r} model, not an image detector"
         )
-    if segmenter.family not in SEGMENTER_FAMILIES:
+    family = FAMILIES.get(segmenter.family)
+    if family is None or family.role != "segmenter":
         raise ConfigError(
             f"segmenter {segmenter.name!r} is a {segmenter.family!r} model; "
-            f"expected one of the families {sorted(SEGMENTER_FAMILIES)}"
+            f"expected one of the families {families(roles=('segmenter',))}"
         )
-
-
-def chained_version(
-    detector: str, segmenter: str, min_box_score: float, multimask: bool | None
-) -> str:
-    """``<detector>+<segmenter>-<8 hex of the mask settings>``."""
-    from engine.models.versioning import config_hash
-
-    settings = config_hash({"mask_min_box_score": min_box_score, "mask_multimask": multimask})
-    version = f"{detector}+{segmenter}-{settings}"
-    if len(version) > MAX_VERSION_CHARS:
-        raise ConfigError(
-            f"chained model version {version!r} is longer than {MAX_VERSION_CHARS} characters; "
-            "use shorter model names"
-        )
-    return version
 
 
 def resolve_version(spec: ModelSpec, models_dir: Path) -> str:
-    """The version the built model will report (see the module doc)."""
+    """The version the built model will report (``registry.resolved_version``); a
+    missing checkpoint or pipeline is a ``ConfigError``."""
     try:
-        if spec.family == "hf-ner":
-            return _hf_ner_version(spec, models_dir)
-        if spec.family == "spacy":
-            return _spacy_version(spec)
+        return resolved_version(spec, models_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    return model_version(spec)
-
-
-def _hf_ner_version(spec: ModelSpec, models_dir: Path) -> str:
-    """As ``engine.models.ner.hf.build_hf_ner``: checkpoint weight hash + behaviour params."""
-    from engine.models import versioning
-    from engine.models.ner.checkpoint import checkpoint_sha256, resolve_checkpoint
-
-    path = resolve_checkpoint(spec, models_dir)
-    behaviour = {k: v for k, v in spec.params.items() if k != "batch_size"}
-    return f"{spec.name}-{versioning.model_version(checkpoint_sha256(path), behaviour)}"
-
-
-def _spacy_version(spec: ModelSpec) -> str:
-    """As ``engine.models.ner.spacy_ner.build_spacy``, from the package's meta.json (no load)."""
-    from engine.models.ner.spacy_ner import _OPTIONS, DEFAULT_PACKAGE, pipeline_version
-
-    unknown = sorted(set(spec.params) - _OPTIONS - {"package"})
-    if unknown:
-        raise ValueError(f"model {spec.name!r}: unknown param(s) {unknown}")
-    package = str(spec.params.get("package", DEFAULT_PACKAGE))
-    import spacy.util
-
-    try:
-        meta = spacy.util.get_model_meta(spacy.util.get_package_path(package))
-    except (ImportError, OSError, ValueError) as exc:
-        raise ValueError(
-            f"model {spec.name!r}: spaCy pipeline package {package!r} is not installed "
-            f"or has no meta.json ({exc})"
-        ) from exc
-    options = {k: v for k, v in spec.params.items() if k in _OPTIONS}
-    pipeline = pipeline_version(SimpleNamespace(meta=meta), options)
-    return f"{spec.name}-{pipeline}-{spec.config_hash()}"
 
 
 def check_stored_version(spec: ModelSpec, stored: str, source: str) -> None:
     """A spec-versioned model's stored version must still follow from its spec."""
-    if spec.family in SPEC_VERSIONED and model_version(spec) != stored:
+    family = FAMILIES.get(spec.family)
+    if family is not None and family.spec_versioned and spec_version(spec) != stored:
         raise ConfigError(
-            f"{source}: model spec gives version {model_version(spec)!r}, "
+            f"{source}: model spec gives version {spec_version(spec)!r}, "
             f"but the job records {stored!r}"
         )
 
 
 # -- items to do -----------------------------------------------------------------------
-
-
-def predicted_by_job(store: Store, job_id: str, version: str) -> int:
-    """How many predictions of ``version`` the job has written (in any run)."""
-    query = (
-        select(func.count())
-        .select_from(t.predictions)
-        .where(t.predictions.c.job_id == job_id, t.predictions.c.model_version == version)
-    )
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
 
 
 def plan_items(
@@ -194,10 +127,11 @@ def plan_items(
     by the text decode stage).
     """
     predicted = store.predicted_item_ids(version)
-    budget = None if limit is None else max(limit - predicted_by_job(store, job_id, version), 0)
+    done_by_job = store.count_predictions(version, job_id=job_id)  # in any run of the job
+    budget = None if limit is None else max(limit - done_by_job, 0)
     todo: list[dict[str, Any]] = []
     skipped = 0
-    for row in _item_rows(store, kind):
+    for row in store.iter_item_rows(kind):
         if row.item_id in predicted:
             skipped += 1
         elif budget is not None and len(todo) >= budget:
@@ -216,22 +150,3 @@ def plan_items(
                 {"item_id": row.item_id, "uri": row.uri, "key": row.content_sha256 or row.item_id}
             )
     return todo, skipped
-
-
-def _item_rows(store: Store, kind: str) -> Iterator[Any]:
-    """``item_id, uri, text, content_sha256`` of every item of ``kind``, paged by id."""
-    items = t.items.c
-    last = ""
-    while True:
-        query = (
-            select(items.item_id, items.uri, items.text, items.content_sha256)
-            .where(items.kind == kind, items.item_id > last)
-            .order_by(items.item_id)
-            .limit(_PAGE)
-        )
-        with store.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].item_id

@@ -31,9 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import Settings
+from engine.config import Settings, child_env
 from engine.prelabel.runtime import LOCAL_HEAD_ENV, cluster_address
-from engine.serving.launcher import child_env
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator, Sized
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from engine.store import Store
-from engine.store.jobs import JobRecord, get_job, update_job
+from engine.store import JobRecord, Store
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,12 +53,11 @@ def run_item_job(
 
     def notify() -> None:
         if on_progress is not None:
-            on_progress(get_job(store, job_id))
+            on_progress(store.get_job(job_id))
 
     try:
-        todo, skipped = plan(get_job(store, job_id))
-        update_job(
-            store,
+        todo, skipped = plan(store.get_job(job_id))
+        store.update_job(
             job_id,
             state="running",
             total=len(todo) + skipped,
@@ -76,16 +74,16 @@ def run_item_job(
         if not cancelled:
             log.exception("job %s failed", job_id)
         state = "cancelled" if cancelled else "failed"
-        update_job(store, job_id, state=state, message=failure_message(exc))
+        store.update_job(job_id, state=state, message=failure_message(exc))
         notify()
         if cancelled:
             raise
-        return get_job(store, job_id)
-    final = get_job(store, job_id)
+        return store.get_job(job_id)
+    final = store.get_job(job_id)
     summary = f"{final.done} {done_word}, {final.failed} failed, {final.skipped} skipped"
-    update_job(store, job_id, state="succeeded", message=summary)
+    store.update_job(job_id, state="succeeded", message=summary)
     notify()
-    return get_job(store, job_id)
+    return store.get_job(job_id)
 
 
 @contextmanager

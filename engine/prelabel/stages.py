@@ -228,9 +228,8 @@ def _build(
     )
     if segmenter_spec is None:
         return model
-    from engine.models.chain import ChainedModel
+    from engine.models.chain import ChainedModel, chained_version
     from engine.models.sam.segmenter import SamSegmenter
-    from engine.prelabel.plan import chained_version
 
     segmenter = build_model(
         ModelSpec.model_validate(segmenter_spec), models_dir, device=device, precision=precision

@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 from rich.table import Table
-from sqlalchemy import select
 
 from engine.store import Store, SuggestionRecord
-from engine.store import schema as t
 from engine.types import Mask
-
-
-def top_items(store: Store, *, limit: int) -> list[tuple[str, float, str | None]]:
-    """``(item_id, score, uri)`` of the highest-scored unlabeled items."""
-    query = (
-        select(t.items.c.item_id, t.items.c.score, t.items.c.uri)
-        .where(t.items.c.labeled.is_(False), t.items.c.score.is_not(None))
-        .order_by(t.items.c.score.desc(), t.items.c.item_id)
-        .limit(limit)
-    )
-    with store.engine.connect() as conn:
-        return [(row.item_id, float(row.score), row.uri) for row in conn.execute(query)]
 
 
 def top_table(store: Store, *, limit: int, min_score: float) -> Table:
@@ -27,7 +13,7 @@ def top_table(store: Store, *, limit: int, min_score: float) -> Table:
     table = Table(title=f"Top {limit} items to label (higher score = label first)")
     for column in ("rank", "item", "score", "file", "suggestions (label score)"):
         table.add_column(column)
-    for rank, (item_id, score, uri) in enumerate(top_items(store, limit=limit), start=1):
+    for rank, (item_id, score, uri) in enumerate(store.top_items(limit=limit), start=1):
         records = store.suggestions_for(item_id, min_score=min_score)
         entries = _entries(records)
         shown = ", ".join(entries[:6])

@@ -44,14 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true, update
 
-from engine.store import Store
-from engine.store import schema as t
-
-PENDING = "pending"
-MACHINE_ACCEPTED = "machine_accepted"
-_ID_CHUNK = 500
+from engine.store import Decision, Store
 
 
 def _check_threshold(name: str, value: float | None) -> float | None:
@@ -97,29 +91,6 @@ class RoutingResult:
     items: int  # items that left (route) or re-entered (revert) the queue
 
 
-def _chunks(item_ids: Sequence[str] | None) -> list[list[str] | None]:
-    if item_ids is None:
-        return [None]
-    ids = list(dict.fromkeys(item_ids))
-    return [ids[lo : lo + _ID_CHUNK] for lo in range(0, len(ids), _ID_CHUNK)]
-
-
-def _accept_clauses(config: RoutingConfig) -> list[ColumnElement[bool]]:
-    """One condition per threshold group: label-specific ones, then the default."""
-    s = t.suggestions.c
-    clauses: list[ColumnElement[bool]] = [
-        and_(s.label == label, s.score >= value)
-        for label, value in config.label_thresholds.items()
-        if value is not None
-    ]
-    if config.default_threshold is not None:
-        others = (
-            s.label.not_in(list(config.label_thresholds)) if config.label_thresholds else true()
-        )
-        clauses.append(and_(others, s.score >= config.default_threshold))
-    return clauses
-
-
 def route_suggestions(
     store: Store,
     config: RoutingConfig,
@@ -134,68 +105,19 @@ def route_suggestions(
     given. Idempotent: running it twice changes nothing the second time.
     """
     clock = time.time() if now is None else now
-    clauses = _accept_clauses(config)
-    n_suggestions = n_items = 0
-    with store.engine.begin() as conn:
-        for chunk in _chunks(item_ids):
-            if clauses:
-                n_suggestions += _accept(conn, clauses, chunk, model_version)
-            n_items += _machine_label(conn, chunk, clock)
-    return RoutingResult(n_suggestions, n_items)
-
-
-def _accept(
-    conn: Any, clauses: list[ColumnElement[bool]], chunk: list[str] | None, version: str | None
-) -> int:
-    s = t.suggestions.c
-    where = [s.status == PENDING, or_(*clauses)]
-    if chunk is not None:
-        where.append(s.item_id.in_(chunk))
-    if version is not None:  # the suggestion's own model, or the prediction's (chained)
-        p = t.predictions.c
-        of_prediction = exists().where(
-            p.prediction_id == s.prediction_id, p.model_version == version
-        )
-        where.append(or_(s.model_version == version, of_prediction))
-    stmt = update(t.suggestions).where(*where).values(status=MACHINE_ACCEPTED)
-    return int(conn.execute(stmt).rowcount)
-
-
-def _machine_label(conn: Any, chunk: list[str] | None, now: float) -> int:
-    s, p, items = t.suggestions.c, t.predictions.c, t.items.c
-    # Through the suggestion's prediction: a chained prediction (detector + segmenter)
-    # has a combined version that none of its suggestions carries.
-    same_item = and_(
-        s.item_id == items.item_id,
-        p.prediction_id == s.prediction_id,
-        p.model_version == items.score_model_version,
+    n_suggestions, n_items = store.machine_accept(
+        config.default_threshold,
+        config.label_thresholds,
+        item_ids=item_ids,
+        model_version=model_version,
+        now=clock,
     )
-    machine = exists().where(same_item, s.status == MACHINE_ACCEPTED)
-    unresolved = exists().where(same_item, s.status.not_in([MACHINE_ACCEPTED, "accepted"]))
-    free = or_(items.lease_expires_at.is_(None), items.lease_expires_at < now)
-    where = [items.labeled == false(), free, machine, ~unresolved]
-    if chunk is not None:
-        where.append(items.item_id.in_(chunk))
-    stmt = update(t.items).where(*where).values(labeled=True, machine_labeled=True)
-    return int(conn.execute(stmt).rowcount)
+    return RoutingResult(n_suggestions, n_items)
 
 
 def revert_machine_labels(store: Store, *, item_ids: Sequence[str] | None = None) -> RoutingResult:
     """Undo routing: machine-accepted suggestions back to pending, items back in the queue."""
-    s, items = t.suggestions.c, t.items.c
-    n_suggestions = n_items = 0
-    with store.engine.begin() as conn:
-        for chunk in _chunks(item_ids):
-            where_s = [s.status == MACHINE_ACCEPTED]
-            where_i = [items.machine_labeled == true()]
-            if chunk is not None:
-                where_s.append(s.item_id.in_(chunk))
-                where_i.append(items.item_id.in_(chunk))
-            stmt_s = update(t.suggestions).where(*where_s).values(status=PENDING)
-            n_suggestions += int(conn.execute(stmt_s).rowcount)
-            stmt_i = update(t.items).where(*where_i).values(labeled=False, machine_labeled=False)
-            n_items += int(conn.execute(stmt_i).rowcount)
-    return RoutingResult(n_suggestions, n_items)
+    return RoutingResult(*store.revert_machine_labels(item_ids=item_ids))
 
 
 # -- calibration ---------------------------------------------------------------
@@ -212,28 +134,17 @@ class Outcome:
 
 def feedback_history(store: Store, *, model_version: str | None = None) -> list[Outcome]:
     """Outcomes of every suggestion a person decided on (latest decision per suggestion)."""
-    f, s = t.feedback.c, t.suggestions.c
-    query = (
-        select(f.suggestion_id, f.action, f.label, f.region, s.score)
-        .add_columns(s.label.label("s_label"), s.region.label("s_region"))
-        .join_from(t.feedback, t.suggestions, f.suggestion_id == s.suggestion_id)
-        .where(f.action.in_(["accept", "edit", "reject"]))
-        .order_by(f.feedback_id)
-    )
-    if model_version is not None:
-        query = query.where(s.model_version == model_version)
-    latest: dict[int, Outcome] = {}
-    with store.engine.connect() as conn:
-        for row in conn.execute(query):
-            latest[row.suggestion_id] = Outcome(row.s_label, float(row.score), _correct(row))
-    return list(latest.values())
+    return [
+        Outcome(d.suggested_label, d.score, _correct(d))
+        for d in store.decisions(model_version=model_version)
+    ]
 
 
-def _correct(row: Any) -> bool:
-    if row.action != "edit":
-        return bool(row.action == "accept")
-    label_kept = row.label is None or row.label == row.s_label
-    region_kept = row.region is None or row.region == row.s_region
+def _correct(decision: Decision) -> bool:
+    if decision.action != "edit":
+        return decision.action == "accept"
+    label_kept = decision.label is None or decision.label == decision.suggested_label
+    region_kept = decision.region is None or decision.region == decision.suggested_region
     return label_kept and region_kept
 
 

@@ -35,7 +35,6 @@ from engine.segment.embeddings import item_image_key
 from engine.segment.mask_memory import MaskMemory
 from engine.segment.prefetch import Outcome, Prefetcher
 from engine.store import NotFoundError, Store
-from engine.store.backlog import queued_images
 from engine.types import Box, Item
 
 if TYPE_CHECKING:
@@ -251,8 +250,8 @@ class InteractiveSegmenter:
     def _prefetch_plan(self, store: Store, leased_id: str) -> list[str]:
         leased = store.get_item(leased_id)
         first = [leased_id] if leased.kind == "image" and leased.uri is not None else []
-        upcoming = queued_images(
-            store, self._settings.prefetch_items, exclude=frozenset({leased_id})
+        upcoming = store.queued_images(
+            self._settings.prefetch_items, exclude=frozenset({leased_id})
         )
         return first + [row.item_id for row in upcoming]
 

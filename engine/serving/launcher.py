@@ -17,26 +17,22 @@ other's decode tasks).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.config import Settings
-from engine.store import Store
-from engine.store.jobs import FINAL_STATES, get_job, update_job
+from engine.config import Settings, child_env
+from engine.store import FINAL_STATES, Store
 
 if TYPE_CHECKING:
     from engine.prelabel.ray_head import LocalRayHead
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "LABELENGINE_"
 ArgvBuilder = Callable[[str], list[str]]
 
 
@@ -52,35 +48,6 @@ def train_ner_argv(job_id: str) -> list[str]:
 
 # Jobs that never start Ray: no warm node for them.
 RAY_FREE_ARGV: tuple[ArgvBuilder, ...] = (train_ner_argv,)
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``LABELENGINE_*`` variables that rebuild ``settings`` in another process.
-
-    Paths are made absolute so the worker may run from any folder; the API
-    token is left out (a worker does not serve HTTP).
-    """
-    values = settings.model_dump(mode="json", exclude={"api_token"}, exclude_none=True)
-    values.update(
-        database_url=settings.resolved_database_url,
-        data_dir=str(settings.data_dir.expanduser().resolve()),
-        models_dir=str(settings.resolved_models_dir),
-        config_dir=str(settings.config_dir.expanduser().resolve()),
-        data_roots=[str(root) for root in settings.resolved_data_roots],
-    )
-    return {
-        f"{ENV_PREFIX}{key.upper()}": value if isinstance(value, str) else json.dumps(value)
-        for key, value in values.items()
-    }
-
-
-def child_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) without its own
-    ``LABELENGINE_*`` variables, plus those of ``settings``."""
-    inherited = os.environ if base is None else base
-    env = {k: v for k, v in inherited.items() if not k.startswith(ENV_PREFIX)}
-    env.update(settings_env(settings))
-    return env
 
 
 class JobLauncher:
@@ -127,8 +94,8 @@ class JobLauncher:
                 )
         except OSError as exc:
             self._leave_head(job_id)
-            update_job(
-                self.store, job_id, state="failed", message=f"could not start the job worker: {exc}"
+            self.store.update_job(
+                job_id, state="failed", message=f"could not start the job worker: {exc}"
             )
             raise
         watcher = threading.Thread(
@@ -176,7 +143,7 @@ class JobLauncher:
         code = process.wait()
         self._leave_head(job_id)
         try:
-            job = get_job(self.store, job_id)
+            job = self.store.get_job(job_id)
             if job.state in FINAL_STATES:
                 log.info("job %s worker exited (code %d), job %s", job_id, code, job.state)
                 return
@@ -184,7 +151,7 @@ class JobLauncher:
                 f"the job worker exited with code {code} before finishing; "
                 f"see {self.log_path(job_id)}"
             )
-            update_job(self.store, job_id, state="failed", message=message)
+            self.store.update_job(job_id, state="failed", message=message)
             log.warning("job %s: %s", job_id, message)
         except Exception:  # a watcher thread must never die silently
             log.exception("job %s: could not check the state after the worker exited", job_id)

@@ -31,8 +31,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import Settings
-from engine.store import Store
-from engine.store.jobs import FINAL_STATES, JobRecord, create_job, get_job, update_job
+from engine.store import FINAL_STATES, JobRecord, Store
 from engine.training.conll import TaggedSentence, entity_scores, load_conll2003
 from engine.training.ner_data import (
     build_features,
@@ -325,7 +324,7 @@ def store_datasets(
 def create_ner_training_job(store: Store, options: dict[str, Any] | None = None) -> JobRecord:
     """Validate ``options`` (``NerTrainConfig`` fields) and record a pending ``train-ner`` job."""
     config = NerTrainConfig.from_dict(dict(options or {}))
-    return create_job(store, "train-ner", dataclasses.asdict(config), model_name=config.name)
+    return store.create_job("train-ner", dataclasses.asdict(config), model_name=config.name)
 
 
 def run_ner_training_job(
@@ -337,20 +336,20 @@ def run_ner_training_job(
     names the micro F1 and the new model directory. A failure is recorded on
     the job (state ``failed``, the error as message) and the record returned.
     """
-    job = get_job(store, job_id)
+    job = store.get_job(job_id)
     if job.kind != "train-ner":
         raise ValueError(f"job {job_id!r} is a {job.kind!r} job, not train-ner")
     if job.state in FINAL_STATES:
         raise ValueError(f"job {job_id!r} already ended ({job.state})")
     config = NerTrainConfig.from_dict(dict(job.config))
-    update_job(store, job_id, state="running", message="loading data")
+    store.update_job(job_id, state="running", message="loading data")
     last = [0.0]
 
     def report(step: int, total: int, loss: float) -> None:
         now = time.monotonic()
         if step == total or now - last[0] >= update_every_s:
             last[0] = now
-            update_job(store, job_id, done=step, total=total, message=f"training, loss {loss:.4f}")
+            store.update_job(job_id, done=step, total=total, message=f"training, loss {loss:.4f}")
 
     try:
         if config.source == "store":
@@ -359,14 +358,13 @@ def run_ner_training_job(
             train, evaluation = conll_datasets(config)
         result = train_ner(train, evaluation, settings.resolved_models_dir, config, progress=report)
     except Exception as exc:  # recorded on the job; the caller reads the state
-        update_job(store, job_id, state="failed", message=f"{type(exc).__name__}: {exc}")
-        return get_job(store, job_id)
+        store.update_job(job_id, state="failed", message=f"{type(exc).__name__}: {exc}")
+        return store.get_job(job_id)
     f1 = result.scores.get("micro", {}).get("f1", float("nan"))
-    update_job(
-        store,
+    store.update_job(
         job_id,
         state="succeeded",
         model_version=result.version,
         message=f"micro F1 {f1} on {len(evaluation)} sentences; saved {result.model_dir}",
     )
-    return get_job(store, job_id)
+    return store.get_job(job_id)

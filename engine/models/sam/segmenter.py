@@ -120,7 +120,7 @@ class SamSegmenter(BaseModel):
         ``cache_dir`` (disk tier). No ``asset`` -> random weights.
         """
         from engine import assets
-        from engine.models.registry import model_version
+        from engine.models.versioning import spec_version
 
         unknown = sorted(set(spec.params) - _SPEC_PARAMS)
         if unknown:
@@ -139,7 +139,7 @@ class SamSegmenter(BaseModel):
             precision=precision,
             cache=cache,
             name=spec.name,
-            version=model_version(spec),
+            version=spec_version(spec),
             **params,
         )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy.exc import SQLAlchemyError
 
 from engine.serving.deps import StoreDep
 from engine.serving.schemas import HealthOut
+from engine.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -25,15 +25,9 @@ router = APIRouter(tags=["health"])
 def health(request: Request, store: StoreDep, response: Response) -> HealthOut:
     version: str = request.app.version
     try:
-        return HealthOut(
-            status="ok",
-            version=version,
-            schema_version=store.schema_version(),
-            items=store.count_items(),
-            predictions=store.count_predictions(),
-        )
-    except SQLAlchemyError as exc:
-        log.error("health check: database unavailable: %s", exc)
+        counts = store.health()
+    except StoreUnavailableError as exc:
+        log.error("health check: database unavailable: %s", exc.__cause__ or exc)
         response.status_code = 503
         return HealthOut(
             status="unavailable",
@@ -41,5 +35,12 @@ def health(request: Request, store: StoreDep, response: Response) -> HealthOut:
             schema_version=None,
             items=None,
             predictions=None,
-            detail=f"the database cannot be read ({type(exc).__name__})",
+            detail=str(exc),
         )
+    return HealthOut(
+        status="ok",
+        version=version,
+        schema_version=counts.schema_version,
+        items=counts.items,
+        predictions=counts.predictions,
+    )

@@ -10,7 +10,6 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from engine.config import ConfigError, model_specs
 from engine.serving.deps import LauncherDep, SettingsDep, StoreDep
 from engine.serving.schemas import ErrorOut, JobErrorOut, JobIn, JobOut
-from engine.store import jobs
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -53,12 +52,12 @@ def start_job(body: JobIn, store: StoreDep, settings: SettingsDep, launcher: Lau
         launcher.start(job.job_id)
     except OSError as exc:
         raise HTTPException(500, f"could not start the job worker: {exc.strerror}") from exc
-    return JobOut.of(jobs.get_job(store, job.job_id))
+    return JobOut.of(store.get_job(job.job_id))
 
 
 @router.get("", response_model=list[JobOut], summary="List jobs, newest first")
 def list_jobs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[JobOut]:
-    return [JobOut.of(job) for job in jobs.list_jobs(store, limit=limit)]
+    return [JobOut.of(job) for job in store.list_jobs(limit=limit)]
 
 
 @router.get(
@@ -68,7 +67,7 @@ def list_jobs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50)
     responses={404: {"model": ErrorOut, "description": "no such job"}},
 )
 def get_job(job_id: JobId, store: StoreDep) -> JobOut:
-    return JobOut.of(jobs.get_job(store, job_id))
+    return JobOut.of(store.get_job(job_id))
 
 
 @router.get(
@@ -80,4 +79,4 @@ def get_job(job_id: JobId, store: StoreDep) -> JobOut:
 def get_job_errors(
     job_id: JobId, store: StoreDep, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
 ) -> list[JobErrorOut]:
-    return [JobErrorOut.of(error) for error in jobs.job_errors(store, job_id, limit=limit)]
+    return [JobErrorOut.of(error) for error in store.job_errors(job_id, limit=limit)]

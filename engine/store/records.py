@@ -1,0 +1,138 @@
+"""What the store hands back: frozen records, and the row -> record conversions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.store.base import aware
+from engine.types import Feedback, Item, Suggestion, region_from_dict
+
+
+@dataclass(frozen=True)
+class SuggestionRecord:
+    suggestion_id: int
+    prediction_id: int
+    item_id: str
+    position: int
+    status: str
+    suggestion: Suggestion
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    feedback_id: int
+    created: bool  # False when the client key had been seen before
+    feedback: Feedback
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    kind: str
+    state: str
+    config: dict[str, Any]
+    model_name: str | None
+    model_version: str | None
+    total: int
+    done: int
+    failed: int
+    skipped: int
+    message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        return max(self.total - self.done - self.failed - self.skipped, 0)
+
+
+@dataclass(frozen=True)
+class JobError:
+    item_id: str
+    message: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Lease:
+    item_id: str
+    annotator: str
+    expires_at: float  # epoch seconds
+    score: float | None
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """What an encoder needs of an image item, without a per-item query."""
+
+    item_id: str
+    uri: str
+    content_sha256: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's latest verdict on one suggestion, beside what the model said."""
+
+    suggestion_id: int
+    action: str  # accept | edit | reject
+    label: str | None  # the edit's label (None: unchanged)
+    region: dict[str, Any] | None  # the edit's region as stored (None: unchanged)
+    suggested_label: str
+    suggested_region: dict[str, Any] | None
+    score: float
+
+
+def item_of(row: Any) -> Item:
+    return Item(
+        item_id=row.item_id, kind=row.kind, uri=row.uri, text=row.text, metadata=row.metadata or {}
+    )
+
+
+def suggestion_of(row: Any) -> SuggestionRecord:
+    suggestion = Suggestion(
+        label=row.label,
+        score=row.score,
+        region=region_from_dict(row.region),
+        model_name=row.model_name,
+        model_version=row.model_version,
+        attributes=row.attributes or {},
+        parent_index=row.parent_position,
+    )
+    return SuggestionRecord(
+        row.suggestion_id, row.prediction_id, row.item_id, row.position, row.status, suggestion
+    )
+
+
+def feedback_of(row: Any) -> Feedback:
+    return Feedback(
+        item_id=row.item_id,
+        action=row.action,
+        client_key=row.client_key,
+        suggestion_id=row.suggestion_id,
+        label=row.label,
+        region=region_from_dict(row.region),
+        annotator=row.annotator,
+        model_version=row.model_version,
+        created_at=aware(row.created_at),
+    )
+
+
+def job_of(row: Any) -> JobRecord:
+    return JobRecord(
+        job_id=row.job_id,
+        kind=row.kind,
+        state=row.state,
+        config=row.config,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        total=row.total,
+        done=row.done,
+        failed=row.failed,
+        skipped=row.skipped,
+        message=row.message,
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
+    )
