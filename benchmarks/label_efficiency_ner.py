@@ -37,7 +37,7 @@ sentences up to ``--budget``. Strategies (scores, reductions and samplers from
 - entropy, entity-aware max: word ``entropy`` -> ``sentence_scores`` with the
   predicted entity spans (span = mean of its words, sentence = max over spans,
   or max over words when no entity is predicted). This is exactly
-  ``engine.models.ner.uncertainty.text_item_score`` (checked against it on
+  ``engine.review.scoring.text_score`` (checked against it on
   the first round), ``TopK``;
 - entropy, mean: mean word entropy per sentence (``reduce_groups`` ``mean``),
   ``TopK``;
@@ -341,7 +341,7 @@ class Pool:
 
 
 def entity_aware(pool: Pool, token_score: str) -> npt.NDArray[np.float64]:
-    """The ``text_item_score`` policy for every sentence at once."""
+    """The ``text_score`` policy for every sentence at once."""
     words = np.asarray(get_score(token_score)(pool.probs, normalize=True), dtype=np.float64)
     spans = predicted_spans(pool.probs.argmax(axis=1).astype(np.intp), pool.sentence)
     return sentence_scores(words, pool.sentence, pool.n_sentences, spans)
@@ -377,10 +377,11 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
-def check_against_text_item_score(pool: Pool, n_check: int = 50) -> None:
-    """Assert that ``entity_aware`` equals ``text_item_score`` on a few sentences."""
+def check_against_text_score(pool: Pool, n_check: int = 50) -> None:
+    """Assert that ``entity_aware`` equals ``text_score`` on a few sentences."""
     from engine.models.ner.decode import TagSet, decode_ids
-    from engine.models.ner.uncertainty import TextPrediction, TextTokens, text_item_score
+    from engine.models.ner.uncertainty import TextPrediction, TextTokens
+    from engine.review.scoring import text_score
 
     ours = entity_aware(pool, "entropy")
     tagset = TagSet.parse(CONLL_TAGS)
@@ -411,8 +412,8 @@ def check_against_text_item_score(pool: Pool, n_check: int = 50) -> None:
             class_names=CONLL_TAGS,
             tokens=tokens,
         )
-        if not np.isclose(text_item_score(prediction), ours[s], atol=1e-6):
-            raise AssertionError(f"sentence {s}: text_item_score differs from the benchmark")
+        if not np.isclose(text_score(prediction), ours[s], atol=1e-6):
+            raise AssertionError(f"sentence {s}: text_score differs from the benchmark")
 
 
 def _groups(span: IntArray) -> list[IntArray]:
@@ -472,7 +473,7 @@ def run_curve(
             labeled_embeddings=embeddings[labeled],
         )
         if check:
-            check_against_text_item_score(view)
+            check_against_text_score(view)
             check = False
         k = min(args.batch, args.budget - int(labeled.sum()))
         picks = np.asarray(strategy(view, k, rng))

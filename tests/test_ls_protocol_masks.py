@@ -35,7 +35,7 @@ from engine.models.sam.segmenter import SamSegmenter
 from engine.models.versioning import spec_version
 from engine.models.yolo import YoloDetector
 from engine.prelabel.job import create_prelabel_job
-from engine.review.scoring import item_score
+from engine.review.scoring import image_score
 from engine.segment.service import InteractiveSegmenter
 from engine.serving.app import create_app
 from engine.store import Store
@@ -376,7 +376,7 @@ def test_a_job_stored_chained_prediction_is_served_without_running_a_model(
     chain = ChainedModel(tiny_detector(), tiny_sam(), version=str(job.model_version))
     [prediction] = chain.predict([item], [np.asarray(Image.open(path).convert("RGB"))])
     store.add_items([item], [digest])
-    store.save_predictions([prediction], [item_score(prediction)], job.job_id)
+    store.save_predictions([prediction], [image_score(prediction)], job.job_id)
 
     sam = tiny_sam()
     detector = UnusableDetector(tiny_detector().version)

@@ -13,7 +13,7 @@ from engine.models.ner.decode import (
     sentence_ids,
     split_tag,
 )
-from engine.models.ner.uncertainty import TextPrediction, TextTokens, text_item_score
+from engine.models.ner.uncertainty import TextPrediction, TextTokens
 from engine.models.ner.windows import (
     length_batches,
     merge_windows,
@@ -21,6 +21,7 @@ from engine.models.ner.windows import (
     plan_windows,
     window_starts,
 )
+from engine.review.scoring import text_score
 from engine.types import Prediction, Span, Suggestion
 
 
@@ -157,19 +158,19 @@ def test_a_sentence_without_entities_takes_its_most_uncertain_word() -> None:
     tokens = _tokens(
         [sure, [0.0, 1.0, 0.0], sure, sure, unsure], [0, 0, 0, 1, 1], [-1, 0, -1, -1, -1]
     )
-    score = text_item_score(_text_prediction(tokens, 1))
+    score = text_score(_text_prediction(tokens, 1))
     expected = -(0.4 * np.log(0.4) + 2 * 0.3 * np.log(0.3)) / np.log(3)
     assert score == pytest.approx(expected, rel=1e-5)
     all_sure = _tokens([sure, [0.0, 1.0, 0.0], sure], [0, 0, 1], [-1, 0, -1])
-    assert text_item_score(_text_prediction(all_sure, 1)) == pytest.approx(0.0, abs=1e-6)
+    assert text_score(_text_prediction(all_sure, 1)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_span_score_is_the_mean_of_its_words() -> None:
     half = [0.5, 0.5, 0.0]
     tokens = _tokens([[0.0, 1.0, 0.0], half, [1.0, 0.0, 0.0]], [0, 0, 0], [0, 0, -1])
-    score = text_item_score(_text_prediction(tokens, 1))
+    score = text_score(_text_prediction(tokens, 1))
     assert score == pytest.approx((np.log(2) / np.log(3)) / 2, rel=1e-5)
-    assert text_item_score(_text_prediction(tokens, 1), token_score="margin") == pytest.approx(0.5)
+    assert text_score(_text_prediction(tokens, 1), token_score="margin") == pytest.approx(0.5)
 
 
 def test_predictions_without_distributions_are_unknown_not_certain() -> None:
@@ -180,8 +181,8 @@ def test_predictions_without_distributions_are_unknown_not_certain() -> None:
         suggestions=(Suggestion("GPE", 1.0, Span(0, 5), "spacy", "v"),),
         probs=np.zeros((1, 0), dtype=np.float32),
     )
-    assert text_item_score(decision_only) == 1.0
-    assert text_item_score(decision_only, empty_score=0.5) == 0.5
+    assert text_score(decision_only) == 1.0
+    assert text_score(decision_only, empty_score=0.5) == 0.5
     rows_only = Prediction(
         item_id="a",
         model_name="m",
@@ -190,9 +191,9 @@ def test_predictions_without_distributions_are_unknown_not_certain() -> None:
         probs=np.array([[0.0, 1.0, 0.0]], dtype=np.float32),
         class_names=("O", "B-PER", "I-PER"),
     )
-    assert text_item_score(rows_only) == pytest.approx(0.0, abs=1e-6)
+    assert text_score(rows_only) == pytest.approx(0.0, abs=1e-6)
     empty_words = _tokens([[1.0, 0.0, 0.0]], [0], [-1])
-    assert text_item_score(_text_prediction(empty_words)) == pytest.approx(0.0, abs=1e-6)
+    assert text_score(_text_prediction(empty_words)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_text_tokens_validate_shapes() -> None:

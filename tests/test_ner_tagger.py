@@ -12,7 +12,8 @@ import pytest
 
 from engine.config import REPO_CONFIG_DIR, ModelSpec, model_specs
 from engine.models.ner.hf import HfTokenTagger, build_hf_ner
-from engine.models.ner.uncertainty import TextPrediction, TextTokens, text_item_score
+from engine.models.ner.uncertainty import TextPrediction, TextTokens
+from engine.review.scoring import text_score
 from engine.types import Item, Prediction, Span
 
 TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
@@ -186,7 +187,7 @@ def test_word_rows_are_distributions_for_every_aggregation(tok: Any, aggregation
     words = ["Anna", "lives", "in", "Paris", ",", "France", "."]
     assert ["Anna lives in Paris, France."[a:b] for a, b in table.offsets_chars] == words
     np.testing.assert_allclose(table.probs.sum(axis=1), 1.0, atol=1e-5)
-    assert 0.0 <= text_item_score(prediction) <= 1.0
+    assert 0.0 <= text_score(prediction) <= 1.0
 
 
 def test_sentences_without_entities_still_carry_uncertainty(tok: Any) -> None:
@@ -194,9 +195,9 @@ def test_sentences_without_entities_still_carry_uncertainty(tok: Any) -> None:
     prediction = tagger(model, tok).predict([text_item("Paris in. The the the.")])[0]
     assert word_table(prediction).n_sentences == 2
     assert [span.text for _, span in labeled_spans(prediction)] == ["Paris"]
-    assert text_item_score(prediction) < 0.05  # a sure model: every word near one-hot
+    assert text_score(prediction) < 0.05  # a sure model: every word near one-hot
     unsure = tagger(tiny_bert(tok, seed=2), tok).predict([text_item("The the the.")])[0]
-    assert text_item_score(unsure) > 0.5  # random head: high entropy even with no entity
+    assert text_score(unsure) > 0.5  # random head: high entropy even with no entity
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t "])
@@ -291,4 +292,4 @@ def test_trained_minilm_tags_people_and_places() -> None:
     (prediction,) = model.predict([text_item(text)])
     found = {(label, span.text) for label, span in labeled_spans(prediction)}
     assert {("PER", "Angela Merkel"), ("PER", "Emmanuel Macron"), ("LOC", "Paris")} <= found
-    assert 0.0 <= text_item_score(prediction) <= 1.0
+    assert 0.0 <= text_score(prediction) <= 1.0

@@ -28,7 +28,7 @@ from engine.prelabel.runtime import (
     ray_temp_dir,
 )
 from engine.prelabel.stages import Predictor, decode_batch
-from engine.review.scoring import item_score
+from engine.review.scoring import image_score
 from engine.store import NotFoundError, Store
 from engine.types import Box, Item, Mask, Prediction, Span, Suggestion
 
@@ -137,10 +137,10 @@ def test_model_batch_size_comes_from_config_then_spec_then_default() -> None:
 
 def test_item_score_follows_the_detection_policy() -> None:
     # The box at 0.7 is shown; its most uncertain class (0.4 after the 0.7 one) decides.
-    confident = item_score(_prediction("a", [[0.01, 0.99, 0.01]]))
-    unsure = item_score(_prediction("a", [[0.1, 0.7, 0.2], [0.05, 0.3, 0.4]]))
+    confident = image_score(_prediction("a", [[0.01, 0.99, 0.01]]))
+    unsure = image_score(_prediction("a", [[0.1, 0.7, 0.2], [0.05, 0.3, 0.4]]))
     assert 0.0 <= confident < unsure <= 1.0
-    assert item_score(_prediction("b", [])) == 1.0
+    assert image_score(_prediction("b", [])) == 1.0
 
 
 def test_codec_round_trip_keeps_every_field() -> None:
@@ -253,7 +253,7 @@ def test_predictor_passes_errors_through_and_isolates_a_bad_input(
         assert out["error"][k] == ""
         prediction = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
         assert prediction.item_id == item_id and prediction.model_name == "tiny"
-        assert out["score"][k] == pytest.approx(item_score(prediction))
+        assert out["score"][k] == pytest.approx(image_score(prediction))
     got = decode_prediction(out["meta"][0], out["probs"][0], out["embedding"][0])
     assert got.suggestions == expected.suggestions
     np.testing.assert_allclose(got.probs, expected.probs, rtol=1e-5, atol=1e-6)

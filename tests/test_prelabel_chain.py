@@ -28,7 +28,7 @@ from engine.models.versioning import spec_version
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.job import create_prelabel_job, job_inputs, run_prelabel_job
 from engine.prelabel.stages import Predictor, objects
-from engine.review.scoring import item_score
+from engine.review.scoring import image_score
 from engine.sampling.policies import mask_item_scores
 from engine.store import Store
 from engine.types import Box, Item, Mask, Prediction, Suggestion
@@ -151,13 +151,13 @@ def test_chained_score_is_the_max_of_detection_and_mask_scores() -> None:
             "a", "c", "d+s", (*boxes, mask), np.vstack([rows, rows[:1]]), ("cat", "dog")
         )
 
-    detection_score = item_score(detection)
+    detection_score = image_score(detection)
     good, shaky = chained(0.99, 0.98), chained(0.9, 0.2)
-    assert item_score(good) == pytest.approx(detection_score)  # a good mask adds nothing
-    assert item_score(shaky) == pytest.approx(
+    assert image_score(good) == pytest.approx(detection_score)  # a good mask adds nothing
+    assert image_score(shaky) == pytest.approx(
         max(detection_score, float(mask_item_scores([0.9], [0.2], [0], 1)[0]))
     )
-    assert item_score(shaky) > detection_score
+    assert image_score(shaky) > detection_score
 
 
 # -- job records, predictor checks ---------------------------------------------------
@@ -211,7 +211,7 @@ def test_predictor_chains_and_isolates_a_bad_image() -> None:
     for k in range(2):
         prediction = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
         assert any(isinstance(s.region, Mask) for s in prediction.suggestions)
-        assert out["score"][k] == pytest.approx(item_score(prediction))
+        assert out["score"][k] == pytest.approx(image_score(prediction))
         _check_masks_inside(prediction, images[k].shape[:2])
 
 

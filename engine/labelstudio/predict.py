@@ -31,8 +31,7 @@ from engine.labelstudio.models import ModelHolder
 from engine.labelstudio.protocol import LsPredictionOut, LsTaskIn
 from engine.labelstudio.results import to_ls_prediction
 from engine.labelstudio.tasks import TaskItem, load_task_item
-from engine.models.ner.uncertainty import text_item_score
-from engine.review.scoring import DISPLAY_THRESHOLD, item_score
+from engine.review.scoring import DISPLAY_THRESHOLD, queue_score
 from engine.store import Store
 from engine.types import Mask, Prediction, Suggestion
 
@@ -127,8 +126,7 @@ def _predict_missing(
             if isinstance(outcome, Exception):
                 log.warning("model failed on item %s: %s", entry.item.item_id, outcome)
                 continue
-            score = item_score(outcome) if kind == "image" else text_item_score(outcome)
-            store.save_predictions([outcome], [score])
+            store.save_predictions([outcome], [queue_score(outcome, kind)])
 
 
 def _keyed(store: Store, entry: TaskItem) -> TaskItem:

@@ -24,7 +24,7 @@ import numpy as np
 
 from engine.prelabel.codec import encode_prediction
 from engine.prelabel.runner import describe_error
-from engine.review.scoring import item_score
+from engine.review.scoring import queue_score
 from engine.types import Item, Prediction
 
 if TYPE_CHECKING:
@@ -85,10 +85,9 @@ class Predictor:
     is a ``ChainedModel`` (detector boxes -> masks). ``expected_version`` is
     the version the job recorded: a model that builds with another version
     (weights or pipeline changed since the job was created) is refused, so a
-    job never mixes versions. Image predictions are scored by
-    ``engine.review.scoring.item_score``, text ones by
-    ``engine.models.ner.uncertainty.text_item_score`` (here, while the
-    tagger's per-word rows still exist; they are not stored).
+    job never mixes versions. Predictions are scored here by
+    ``engine.review.scoring.queue_score``, while a tagger's per-word rows
+    still exist (they are not stored).
 
     Meant to own its process (a Ray actor): it sets ``OMP_WAIT_POLICY=PASSIVE``
     (unless already set) before importing torch.
@@ -161,11 +160,7 @@ class Predictor:
 
     def score(self, prediction: Prediction) -> float:
         """The item's queue score (see the class doc for the policy per kind)."""
-        if self.kind == "text":
-            from engine.models.ner.uncertainty import text_item_score
-
-            return text_item_score(prediction)
-        return item_score(prediction)
+        return queue_score(prediction, self.kind)
 
     def _inputs(self, batch: Batch, ids: list[str], ok: list[int]) -> tuple[list[Item], list[Any]]:
         if self.kind == "text":

@@ -1,8 +1,14 @@
-"""One queue score per image prediction (higher = label first), by the sampling policies.
+"""One queue score per prediction (higher = label first): ``queue_score``.
 
-A suggestion is a *mask* when its attributes carry ``predicted_iou`` and
-``stability_score`` (a segmenter's quality heads); every other suggestion is
-a *detection*.
+Every score is in [0, 1] and comes from ``engine.sampling``'s policies; the
+pre-label job, Label Studio's ``/predict`` and any re-ranking call
+``queue_score(prediction, kind)`` and nothing else. ``DISPLAY_THRESHOLD`` is
+the confidence under which an editor is not shown a suggestion (and the
+detection policy reasons about what was shown).
+
+**Images** (``image_score``). A suggestion is a *mask* when its attributes
+carry ``predicted_iou`` and ``stability_score`` (a segmenter's quality heads);
+every other suggestion is a *detection*.
 
 - Detections (``probs`` holds per-class sigmoid rows): ``engine.sampling``'s
   detection policy — region score ``max_c binary_entropy(p_c)``, item score
@@ -17,13 +23,31 @@ a *detection*.
   mask (no box reached ``mask_min_box_score``) it is the detection score.
 - Anything else: ``1 - max class probability`` (1.0 when nothing was found).
 
-Text predictions are scored by ``engine.models.ner.uncertainty.text_item_score``.
+**Texts** (``text_score``), from the word table of a ``TextPrediction``
+(``engine.models.ner.uncertainty``):
+
+- word score: ``token_score`` (default normalised ``entropy``; ``margin`` and
+  ``least_confidence`` also work) of the word's tag distribution;
+- span score: ``mean`` over its words; sentence score: ``max`` over its spans,
+  or the ``max`` word score when it has no span, so "found nothing" is not
+  automatically certain (``engine.sampling.sentence_scores``);
+- item score: ``item_reduction`` (default ``max``) over sentences.
+
+A prediction without a word table (a plain ``Prediction`` rebuilt from the
+store or the wire) falls back to its per-span ``probs`` rows (``token_score``
+of each row, then ``item_reduction``). One with no distribution at all (no
+rows, or rows of width 0 such as spaCy's decisions) gets ``empty_score``
+(default 1.0): nothing is known about its uncertainty, so it goes to a human
+first, the same rule as an image with no detection. A suggestion's ``score``
+is never turned into an uncertainty: for some backends it is a decision.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from engine.models.ner.uncertainty import TextTokens, word_scores
+from engine.sampling import Reduction, get_reduction, sentence_scores
 from engine.sampling.policies import (
     detection_item_scores,
     detection_region_scores,
@@ -34,8 +58,17 @@ from engine.types import Prediction
 DISPLAY_THRESHOLD = 0.25
 
 
-def item_score(prediction: Prediction) -> float:
-    """The item's queue score in [0, 1]."""
+def queue_score(prediction: Prediction, kind: str) -> float:
+    """The queue score in [0, 1] of an ``image`` or ``text`` item's prediction."""
+    if kind == "image":
+        return image_score(prediction)
+    if kind == "text":
+        return text_score(prediction)
+    raise ValueError(f"no queue score for {kind!r} items")
+
+
+def image_score(prediction: Prediction) -> float:
+    """An image prediction's queue score in [0, 1] (rules in the module docstring)."""
     suggestions = prediction.suggestions
     if not suggestions:
         return 1.0
@@ -77,3 +110,39 @@ def _mask_score(prediction: Prediction, rows: list[int]) -> float:
         1,
     )
     return float(scores[0])
+
+
+def text_score(
+    prediction: Prediction,
+    *,
+    token_score: str = "entropy",
+    item_reduction: str = "max",
+    empty_score: float = 1.0,
+) -> float:
+    """A text prediction's queue score in [0, 1] (rules in the module docstring)."""
+    reduction = get_reduction(item_reduction)
+    tokens = getattr(prediction, "tokens", None)
+    if isinstance(tokens, TextTokens):
+        if tokens.n_words == 0:
+            return 0.0  # no word at all: nothing to label
+        per_word = word_scores(tokens.probs, token_score)
+        per_sentence = sentence_scores(per_word, tokens.sentence, tokens.n_sentences, tokens.span)
+        return _unit(reduction(per_sentence, offsets=np.array([0, len(per_sentence)]))[0])
+    sentence_unc = getattr(prediction, "sentence_uncertainty", None)
+    if sentence_unc is not None and len(sentence_unc):
+        values = np.asarray(sentence_unc, dtype=np.float64)
+        return _unit(reduction(values, offsets=np.array([0, len(values)]))[0])
+    return _from_suggestions(prediction, token_score, reduction, empty_score)
+
+
+def _from_suggestions(
+    prediction: Prediction, token_score: str, reduction: Reduction, empty_score: float
+) -> float:
+    if not prediction.suggestions or not prediction.probs.shape[1]:
+        return _unit(empty_score)
+    values = word_scores(prediction.probs, token_score)
+    return _unit(reduction(values, offsets=np.array([0, len(values)]))[0])
+
+
+def _unit(value: float) -> float:
+    return float(min(max(float(value), 0.0), 1.0))

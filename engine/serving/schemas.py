@@ -14,8 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.review.queue import Lease
-from engine.store import FeedbackRecord, SuggestionRecord
-from engine.store.jobs import FINAL_STATES, JobError, JobRecord
+from engine.store import FINAL_STATES, FeedbackRecord, JobError, JobRecord, SuggestionRecord
 from engine.types import Box, FeedbackAction, Item, ItemKind, Mask, Region, Span
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -9,7 +9,7 @@ not score. So, honestly:
   and nothing downstream should read the 1.0 as calibrated certainty.
 - ``Prediction.probs`` has shape ``[n_suggestions, 0]``: no class distribution
   is invented. ``class_names`` lists the pipeline's entity labels.
-- No uncertainty: ``engine.models.ner.uncertainty.text_item_score`` gives such
+- No uncertainty: ``engine.review.scoring.text_score`` gives such
   a prediction its ``empty_score`` ("unknown", label first), whatever it found.
 
 Beam search was considered and rejected: ``EntityRecognizer.beam_parse`` on the
