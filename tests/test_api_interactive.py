@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pycocotools import mask as mask_utils
+from sqlalchemy import event
 
 from engine.config import Settings
 from engine.ingest import ingest
@@ -17,7 +18,7 @@ from engine.models.sam.segmenter import SamSegmenter
 from engine.segment.service import InteractiveSegmenter
 from engine.serving.app import create_app
 from engine.store import Store
-from engine.types import Box, Item, Prediction, Suggestion
+from engine.types import Box, Feedback, Item, Prediction, Suggestion
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -78,6 +79,36 @@ def test_a_click_becomes_the_detector_box_around_it_for_a_box_trained_model(
     derived = client.post("/interactive/segment", json=click, headers=AUTH).json()
     assert derived["prompt"] == "derived_box:detector"
     assert derived["prompt_box_xyxy"] == [30.0, 40.0, 80.0, 90.0]
+
+
+def test_a_warm_click_reads_the_store_once(client: TestClient, image_id: str, store: Store) -> None:
+    """One SQL statement per warm click, box or point; a rejected box is no candidate."""
+    box = Suggestion("cat", 0.9, Box(30, 40, 80, 90), "yolo", "v1")
+    store.save_predictions(
+        [Prediction(image_id, "yolo", "v1", (box,), np.array([[0.9]]), ("cat",))], [0.1]
+    )
+    click = {"item_id": image_id, "points_xy": [[50, 60]], "point_labels": [1]}
+    boxed = {"item_id": image_id, "box_xyxy": [20, 30, 90, 100]}
+    assert client.post("/interactive/segment", json=boxed, headers=AUTH).status_code == 200
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements.append(sql)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        for body in (boxed, click):
+            statements.clear()
+            out = client.post("/interactive/segment", json=body, headers=AUTH).json()
+            assert out["encode_ms"] is None
+            assert len(statements) == 1, statements
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert out["prompt"] == "derived_box:detector"
+    (record,) = store.suggestions_for(image_id)
+    store.record_feedback(Feedback(image_id, "reject", "k1", suggestion_id=record.suggestion_id))
+    again = client.post("/interactive/segment", json=click, headers=AUTH).json()
+    assert again["prompt"] == "derived_box:default"
 
 
 @pytest.mark.parametrize(

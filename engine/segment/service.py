@@ -35,7 +35,7 @@ from engine.segment.embeddings import item_image_key
 from engine.segment.mask_memory import MaskMemory
 from engine.segment.prefetch import Outcome, Prefetcher
 from engine.store import NotFoundError, Store
-from engine.types import Box, Item
+from engine.types import Item
 
 if TYPE_CHECKING:
     from engine.models.sam.embedding_cache import Embedding
@@ -138,10 +138,21 @@ class InteractiveSegmenter:
     # -- clicks -----------------------------------------------------------------------
 
     def segment(self, store: Store, request: SegmentRequest) -> SegmentResult:
+        """Masks for one prompt; a warm click costs one store read (``Store.click_target``)
+        and the decoder. Detector boxes are read only when a box-trained model must turn
+        a click into a box."""
         model = self.model
-        item = store.get_item(request.item_id)
+        derive_box = (
+            request.box_xyxy is None
+            and request.points_xy is not None
+            and not model.accepts_point_prompts
+        )
+        target = store.click_target(
+            request.item_id, candidates_min_score=CANDIDATE_MIN_SCORE if derive_box else None
+        )
+        item = target.item
         previous = self._previous_logits(model, request)
-        embedding, encode_ms = self._embedding(model, store, item)
+        embedding, encode_ms = self._embedding(model, item, target.content_sha256)
         mask_input = (
             previous if previous is not None else self._rle_logits(model, embedding, request)
         )
@@ -153,7 +164,7 @@ class InteractiveSegmenter:
             box_xyxy=request.box_xyxy,
             mask_input=mask_input,
             multimask=request.multimask,
-            candidate_boxes_xyxy=_candidate_boxes(store, item.item_id),
+            candidate_boxes_xyxy=[list(b) for b in target.candidate_boxes_xyxy] or None,
         )
         decode_ms = (time.perf_counter() - start) * 1000.0
         ids = [self.masks.put(item.item_id, model.version, m.low_res_logits) for m in masks]
@@ -162,12 +173,12 @@ class InteractiveSegmenter:
         )
 
     def _embedding(
-        self, model: SamSegmenter, store: Store, item: Item
+        self, model: SamSegmenter, item: Item, content_sha256: str | None
     ) -> tuple[Embedding, float | None]:
         """The item's embedding and the ms spent encoding it (None: it was cached)."""
         if item.kind != "image" or item.uri is None:
             raise ValueError(f"item {item.item_id!r} is a {item.kind} item, not an image")
-        key = item_image_key(item.item_id, store.content_sha256(item.item_id))
+        key = item_image_key(item.item_id, content_sha256)
         embedding = model.cache.get((key, model.version))
         if embedding is not None:
             return embedding, None
@@ -256,14 +267,6 @@ class InteractiveSegmenter:
         return first + [row.item_id for row in upcoming]
 
     def _prefetch_ensure(self, store: Store, item_id: str) -> Outcome:
-        _, encode_ms = self._embedding(self.model, store, store.get_item(item_id))
+        target = store.click_target(item_id, candidates_min_score=None)
+        _, encode_ms = self._embedding(self.model, target.item, target.content_sha256)
         return "cached" if encode_ms is None else "encoded"
-
-
-def _candidate_boxes(store: Store, item_id: str) -> list[list[float]] | None:
-    boxes = [
-        list(r.suggestion.region.box_xyxy)
-        for r in store.suggestions_for(item_id, min_score=CANDIDATE_MIN_SCORE)
-        if isinstance(r.suggestion.region, Box) and r.status != "rejected"
-    ]
-    return boxes or None

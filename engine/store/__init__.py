@@ -16,6 +16,7 @@ from engine.store.jobs import FINAL_STATES, JOB_STATES, JobQueries, JobState
 from engine.store.labels import ItemLabels, LabelQueries, LabelSource, ReviewedLabel
 from engine.store.queue import QueueFilter, QueueQueries
 from engine.store.records import (
+    ClickTarget,
     Decision,
     FeedbackRecord,
     ImageRow,
@@ -31,6 +32,7 @@ __all__ = [
     "JOB_STATES",
     "MACHINE_ACCEPTED",
     "PENDING",
+    "ClickTarget",
     "Decision",
     "FeedbackRecord",
     "ImageRow",

@@ -6,14 +6,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.store import schema as t
 from engine.store.base import NotFoundError, now_utc
 from engine.store.items import ItemQueries
-from engine.store.records import SuggestionRecord, suggestion_of
-from engine.types import Prediction
+from engine.store.records import ClickTarget, SuggestionRecord, item_of, suggestion_of
+from engine.types import Box, Prediction, region_from_dict
 
 _PRED = t.predictions.c
 _SUG = t.suggestions.c
@@ -181,6 +181,42 @@ class PredictionQueries(ItemQueries):
                 .order_by(_SUG.position)
             ).all()
         return [suggestion_of(row) for row in rows]
+
+    def click_target(self, item_id: str, *, candidates_min_score: float | None) -> ClickTarget:
+        """The item, its content hash and (with ``candidates_min_score``) the boxes of its
+        latest prediction scoring at least that which no person rejected: one statement,
+        the only store round trip of a warm click."""
+        query = select(t.items).where(t.items.c.item_id == item_id)
+        if candidates_min_score is not None:
+            latest = (
+                select(func.max(_PRED.prediction_id))
+                .where(_PRED.item_id == t.items.c.item_id)
+                .scalar_subquery()
+            )
+            joined = t.items.outerjoin(
+                t.suggestions,
+                and_(
+                    _SUG.prediction_id == latest,
+                    _SUG.score >= candidates_min_score,
+                    _SUG.status != "rejected",
+                ),
+            )
+            query = (
+                select(t.items, _SUG.region.label("s_region"))
+                .select_from(joined)
+                .where(t.items.c.item_id == item_id)
+                .order_by(_SUG.position)
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            raise NotFoundError(f"item {item_id!r} not found")
+        boxes = []
+        for row in rows if candidates_min_score is not None else ():
+            region = region_from_dict(row.s_region)
+            if isinstance(region, Box):
+                boxes.append(region.box_xyxy)
+        return ClickTarget(item_of(rows[0]), rows[0].content_sha256, tuple(boxes))
 
     def get_suggestion(self, suggestion_id: int) -> SuggestionRecord:
         with self.engine.connect() as conn:

@@ -73,6 +73,15 @@ class ImageRow:
 
 
 @dataclass(frozen=True)
+class ClickTarget:
+    """What a click needs of an item, read in one statement (``Store.click_target``)."""
+
+    item: Item
+    content_sha256: str | None
+    candidate_boxes_xyxy: tuple[tuple[float, float, float, float], ...]
+
+
+@dataclass(frozen=True)
 class Decision:
     """A person's latest verdict on one suggestion, beside what the model said."""
 
