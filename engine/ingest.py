@@ -36,9 +36,20 @@ class IngestReport:
         return self.added + self.existing
 
 
+ITEM_ID_HEX_DIGITS = 24
+
+
+def digest_id(sha256_hex: str) -> str:
+    """The item id of content whose sha256 is ``sha256_hex``: its first 24 hex digits.
+
+    The one item-id rule: ingest, Label Studio tasks and media all go through it.
+    """
+    return sha256_hex[:ITEM_ID_HEX_DIGITS]
+
+
 def content_id(data: bytes) -> str:
-    """Stable item id from content: the first 24 hex digits of its sha256."""
-    return hashlib.sha256(data).hexdigest()[:24]
+    """Stable item id from content (``digest_id`` of its sha256)."""
+    return digest_id(hashlib.sha256(data).hexdigest())
 
 
 def ingest(store: Store, source: str, roots: Sequence[Path]) -> IngestReport:
@@ -110,7 +121,9 @@ def _image_item(
     if not path.is_file():
         raise FileNotFoundError(f"{uri}: no such file")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    item = Item(item_id=item_id or digest[:24], kind="image", uri=str(path), metadata=metadata)
+    item = Item(
+        item_id=item_id or digest_id(digest), kind="image", uri=str(path), metadata=metadata
+    )
     return item, digest
 
 
@@ -165,7 +178,7 @@ def _manifest_item(
             raise ValueError("text must be a string")
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return Item(
-            item_id=str(item_id or digest[:24]), kind="text", text=text, metadata=metadata
+            item_id=str(item_id or digest_id(digest)), kind="text", text=text, metadata=metadata
         ), digest
     uri = row.get("uri") or row.get("image")
     if not uri:

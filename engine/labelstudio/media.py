@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from engine.config import Settings
-from engine.ingest import IMAGE_SUFFIXES
+from engine.ingest import IMAGE_SUFFIXES, digest_id
 from engine.labelstudio.auth import LabelStudioAuth, LabelStudioAuthError
 from engine.paths import confine
 
@@ -81,8 +81,8 @@ class Media:
 
     @property
     def item_id(self) -> str:
-        """The store id of this content (``engine.ingest.content_id``: sha256[:24])."""
-        return self.sha256[:24]
+        """The store id of this content (``engine.ingest.digest_id``)."""
+        return digest_id(self.sha256)
 
 
 class MediaFetcher:

@@ -2,8 +2,8 @@
 
 The labeling config's object tag names the task data key (``<Image
 value="$image">`` -> ``task["data"]["image"]``). An image is fetched through
-``MediaFetcher`` and becomes item ``sha256[:24]`` with its uri at the fetched
-file; a text becomes item ``sha256(utf-8 text)[:24]`` (the ids ``labelengine
+``MediaFetcher`` and becomes item ``digest_id(sha256)`` with its uri at the fetched
+file; a text becomes item ``digest_id(sha256(utf-8 text))`` (the ids ``labelengine
 ingest`` gives the same content, so a backlog pre-labeled by a job is reused).
 Pixels are decoded only when a model needs them; the size comes from the header.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.imaging.decode import RGBArray, decode_image, image_size
+from engine.ingest import digest_id
 from engine.labelstudio.config import ObjectTag
 from engine.labelstudio.media import LabelStudioAccess, MediaFetcher
 from engine.labelstudio.protocol import LsTaskIn
@@ -77,7 +78,7 @@ def load_task_item(
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f'task {task.id}: "{target.data_key}" must be non-empty text')
         digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
-        item = Item(digest[:24], "text", text=value, metadata=metadata)
+        item = Item(digest_id(digest), "text", text=value, metadata=metadata)
         store.add_items([item], [digest])
         return TaskItem(item, text=value)
     if not isinstance(value, str):
