@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.store import Decision, Store
+from engine.store import Store, Verdict
 
 
 def _check_threshold(name: str, value: float | None) -> float | None:
@@ -136,15 +136,15 @@ def feedback_history(store: Store, *, model_version: str | None = None) -> list[
     """Outcomes of every suggestion a person decided on (latest decision per suggestion)."""
     return [
         Outcome(d.suggested_label, d.score, _correct(d))
-        for d in store.decisions(model_version=model_version)
+        for d in store.verdicts(model_version=model_version)
     ]
 
 
-def _correct(decision: Decision) -> bool:
-    if decision.action != "edit":
-        return decision.action == "accept"
-    label_kept = decision.label is None or decision.label == decision.suggested_label
-    region_kept = decision.region is None or decision.region == decision.suggested_region
+def _correct(verdict: Verdict) -> bool:
+    if verdict.action != "edit":
+        return verdict.action == "accept"
+    label_kept = verdict.label is None or verdict.label == verdict.suggested_label
+    region_kept = verdict.region is None or verdict.region == verdict.suggested_region
     return label_kept and region_kept
 
 

@@ -17,13 +17,13 @@ from engine.store.labels import ItemLabels, LabelQueries, LabelSource, ReviewedL
 from engine.store.queue import QueueFilter, QueueQueries
 from engine.store.records import (
     ClickTarget,
-    Decision,
     FeedbackRecord,
     ImageRow,
     JobError,
     JobRecord,
     Lease,
     SuggestionRecord,
+    Verdict,
 )
 from engine.store.routing import MACHINE_ACCEPTED, PENDING, RoutingQueries
 
@@ -33,7 +33,6 @@ __all__ = [
     "MACHINE_ACCEPTED",
     "PENDING",
     "ClickTarget",
-    "Decision",
     "FeedbackRecord",
     "ImageRow",
     "ItemLabels",
@@ -50,6 +49,7 @@ __all__ = [
     "StoreHealth",
     "StoreUnavailableError",
     "SuggestionRecord",
+    "Verdict",
 ]
 
 

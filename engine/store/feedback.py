@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.store import schema as t
 from engine.store.predictions import PredictionQueries
-from engine.store.records import Decision, FeedbackRecord, feedback_of
+from engine.store.records import FeedbackRecord, Verdict, feedback_of
 from engine.types import Feedback
 
 # A decision on a suggestion sets its status (skip leaves it as it is).
@@ -137,7 +137,7 @@ class FeedbackQueries(PredictionQueries):
             ).all()
         return [FeedbackRecord(row.feedback_id, False, feedback_of(row)) for row in rows]
 
-    def decisions(self, *, model_version: str | None = None) -> list[Decision]:
+    def verdicts(self, *, model_version: str | None = None) -> list[Verdict]:
         """The latest accept / edit / reject on every suggestion a person judged, by id.
 
         ``model_version``: only suggestions of that model version.
@@ -152,10 +152,10 @@ class FeedbackQueries(PredictionQueries):
         )
         if model_version is not None:
             query = query.where(s.model_version == model_version)
-        latest: dict[int, Decision] = {}
+        latest: dict[int, Verdict] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                latest[row.suggestion_id] = Decision(
+                latest[row.suggestion_id] = Verdict(
                     row.suggestion_id,
                     row.action,
                     row.label,

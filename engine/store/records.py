@@ -82,7 +82,7 @@ class ClickTarget:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Verdict:
     """A person's latest verdict on one suggestion, beside what the model said."""
 
     suggestion_id: int
