@@ -23,7 +23,6 @@ from engine.imaging.masks import decode_rle, mask_to_region
 from engine.labelstudio.results import parse_labeling_config, to_ls_prediction
 from engine.serving.app import create_app
 from engine.store import Store
-from engine.store.jobs import get_job
 from engine.types import Box, Item, Mask, Prediction, Span, Suggestion
 
 AUTH = {"Authorization": "Bearer test-token"}
@@ -372,11 +371,11 @@ def test_start_training_queues_a_job_and_returns_at_once(settings: Settings, sto
         elapsed_s = time.perf_counter() - started
         assert response.status_code == 202, response.text
         assert response.json()["status"] == "queued" and elapsed_s < 2.0
-        job = get_job(store, response.json()["job_id"])
+        job = store.get_job(response.json()["job_id"])
         assert (job.kind, job.config["source"]) == ("train-ner", "store")
         # The worker really runs the job: with nothing reviewed yet it fails at once, saying so.
         assert app.state.launcher.wait(job.job_id, timeout_s=60)
-    final = get_job(store, job.job_id)
+    final = store.get_job(job.job_id)
     assert final.state == "failed" and "no accepted or edited entity span" in (final.message or "")
 
 

@@ -4,46 +4,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from engine.review import queue
+from engine.review.decisions import record_decision
 from engine.serving.deps import AnnotatorDep, StoreDep
 from engine.serving.schemas import ErrorOut, FeedbackIn, FeedbackOut
-from engine.store import Store
-from engine.types import Box, Feedback, Item, Mask, Region, Span
+from engine.types import Feedback
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
 
 
-def check_region_fits(item: Item, region: Region | None) -> None:
-    """Raise ``ValueError`` when ``region`` cannot belong to ``item``."""
-    if region is None:
-        return
-    if isinstance(region, Span):
-        if item.kind != "text" or item.text is None:
-            raise ValueError(f"a span region needs a text item; {item.item_id!r} is an image")
-        region.check_within(item.text)
-    elif isinstance(region, Box | Mask) and item.kind != "image":
-        raise ValueError(f"a {region.kind} region needs an image item; {item.item_id!r} is a text")
-
-
-def to_feedback(body: FeedbackIn, annotator: str, store: Store) -> Feedback:
-    """Validate ``body`` against the stored item / suggestion and build the core record."""
-    item = store.get_item(body.item_id)
-    region = None if body.region is None else body.region.to_region()
-    check_region_fits(item, region)
-    model_version = body.model_version
-    if body.suggestion_id is not None:
-        # Store.record_feedback refuses a suggestion of another item.
-        suggestion = store.get_suggestion(body.suggestion_id)
-        model_version = model_version or suggestion.suggestion.model_version
+def to_feedback(body: FeedbackIn, annotator: str) -> Feedback:
+    """The core record of ``body``; ``engine.review.decisions`` validates it against the
+    stored item / suggestion."""
     return Feedback(
-        item_id=item.item_id,
+        item_id=body.item_id,
         action=body.action,
         client_key=body.client_key,
         suggestion_id=body.suggestion_id,
         label=body.label,
-        region=region,
+        region=None if body.region is None else body.region.to_region(),
         annotator=annotator,
-        model_version=model_version,
+        model_version=body.model_version,
     )
 
 
@@ -65,8 +45,7 @@ def to_feedback(body: FeedbackIn, annotator: str, store: Store) -> Feedback:
 def post_feedback(
     body: FeedbackIn, store: StoreDep, annotator: AnnotatorDep, response: Response
 ) -> FeedbackOut:
-    record = store.record_feedback(to_feedback(body, annotator, store))
-    queue.after_feedback(store, record)
-    if not record.created:
+    decision = record_decision(store, to_feedback(body, annotator))
+    if not decision.created:
         response.status_code = 200
-    return FeedbackOut.of(record)
+    return FeedbackOut.of(decision.record)

@@ -1,7 +1,8 @@
 """``POST /webhook``: Label Studio's annotation events and START_TRAINING.
 
 The logic lives in ``engine.labelstudio.webhook``; this module reads the body
-(a clear 422 when it is not JSON) and runs it in the threadpool.
+(a clear 422 when it is not JSON), supplies the trainers START_TRAINING may queue
+(``engine.training``, run by the job launcher) and runs it in the threadpool.
 """
 
 from __future__ import annotations
@@ -15,13 +16,29 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from engine.labelstudio.webhook import handle_webhook
+from engine.labelstudio.webhook import NER_TRAINER, StartTraining, handle_webhook
 from engine.serving.deps import get_launcher, get_store
-from engine.serving.launcher import train_ner_argv
+from engine.serving.launcher import JobLauncher, train_ner_argv
 from engine.serving.schemas import ErrorOut
+from engine.store import Store
+from engine.training.ner import create_ner_training_job
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["labelstudio"])
+
+
+def training_starter(store: Store, launcher: JobLauncher) -> StartTraining:
+    """``start_training(trainer)`` for ``handle_webhook``: record the trainer's job (on the
+    store's reviewed data) and start its worker; returns the job id at once."""
+
+    def start_training(trainer: str) -> str:
+        if trainer != NER_TRAINER:
+            raise ValueError(f"no trainer {trainer!r}")
+        job = create_ner_training_job(store, {"source": "store"})
+        launcher.start(job.job_id, argv_for=train_ner_argv)
+        return job.job_id
+
+    return start_training
 
 
 class WebhookOut(BaseModel):
@@ -65,13 +82,12 @@ async def webhook(request: Request) -> JSONResponse:
         raise HTTPException(
             422, f"webhook body is not JSON ({exc}); Label Studio sends a JSON object"
         ) from exc
-    store, launcher = get_store(request), get_launcher(request)
-
-    def launch(job_id: str) -> int:
-        return launcher.start(job_id, argv_for=train_ner_argv)
-
+    store = get_store(request)
+    start_training = training_starter(store, get_launcher(request))
     try:
-        result = await run_in_threadpool(handle_webhook, store, payload, launch_training=launch)
+        result = await run_in_threadpool(
+            handle_webhook, store, payload, start_training=start_training
+        )
     except OSError as exc:
         raise HTTPException(500, f"could not start the training worker: {exc.strerror}") from exc
     # Label Studio drops the answer, so the log is where an editor's lost decision shows.
