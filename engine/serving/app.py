@@ -35,7 +35,7 @@ from engine.serving.routes import (
     suggestions,
 )
 from engine.serving.routes.labelstudio_webhook import router as labelstudio_webhook_router
-from engine.serving.schemas import ErrorOut, ValidationErrorOut
+from engine.serving.schemas.common import ErrorOut, ValidationErrorOut
 from engine.store import Store
 
 log = logging.getLogger(__name__)

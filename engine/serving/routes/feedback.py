@@ -6,7 +6,8 @@ from fastapi import APIRouter, Response
 
 from engine.review.decisions import record_decision
 from engine.serving.deps import AnnotatorDep, StoreDep
-from engine.serving.schemas import ErrorOut, FeedbackIn, FeedbackOut
+from engine.serving.schemas.common import ErrorOut
+from engine.serving.schemas.feedback import FeedbackIn, FeedbackOut
 from engine.types import Feedback
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])

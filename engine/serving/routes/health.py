@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 
 from engine.serving.deps import StoreDep
-from engine.serving.schemas import HealthOut
+from engine.serving.schemas.common import HealthOut
 from engine.store import StoreUnavailableError
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 
 from engine.segment.service import SegmentRequest
 from engine.serving.deps import SegmenterDep, StoreDep
-from engine.serving.schemas import ErrorOut, SegmentIn, SegmentMaskOut, SegmentOut
+from engine.serving.schemas.common import ErrorOut
+from engine.serving.schemas.interactive import SegmentIn, SegmentMaskOut, SegmentOut
 
 router = APIRouter(prefix="/interactive", tags=["interactive"])
 

@@ -10,7 +10,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from engine.paths import PathNotAllowedError, read_confined
 from engine.serving.deps import SettingsDep, StoreDep
-from engine.serving.schemas import ErrorOut, ItemOut, ItemPageOut
+from engine.serving.schemas.common import ErrorOut
+from engine.serving.schemas.items import ItemOut, ItemPageOut
 from engine.types import ItemKind
 
 log = logging.getLogger(__name__)

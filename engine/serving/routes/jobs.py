@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from engine.config import ConfigError, model_specs
 from engine.serving.deps import LauncherDep, SettingsDep, StoreDep
-from engine.serving.schemas import ErrorOut, JobErrorOut, JobIn, JobOut
+from engine.serving.schemas.common import ErrorOut
+from engine.serving.schemas.jobs import JobErrorOut, JobIn, JobOut
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -19,7 +19,7 @@ from engine.labelstudio.protocol import (
 )
 from engine.serving.deps import SegmenterDep, StoreDep
 from engine.serving.ls_backend import LabelStudioBackend
-from engine.serving.schemas import ErrorOut
+from engine.serving.schemas.common import ErrorOut
 
 router = APIRouter(tags=["labelstudio"])
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from engine.labelstudio.webhook import NER_TRAINER, StartTraining, handle_webhook
 from engine.serving.deps import get_launcher, get_store
 from engine.serving.launcher import JobLauncher, train_ner_argv
-from engine.serving.schemas import ErrorOut
+from engine.serving.schemas.common import ErrorOut
 from engine.store import Store
 from engine.training.ner import create_ner_training_job
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, HTTPException, Path, Response
 
 from engine.review import queue
 from engine.serving.deps import AnnotatorDep, SegmenterDep, SettingsDep, StoreDep
-from engine.serving.schemas import ErrorOut, LeaseIn, LeaseOut, QueueNextIn, ReleaseOut
+from engine.serving.schemas.common import ErrorOut
+from engine.serving.schemas.queue import LeaseIn, LeaseOut, QueueNextIn, ReleaseOut
 from engine.store import NotFoundError
 
 router = APIRouter(prefix="/queue", tags=["queue"])

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from engine.serving.deps import StoreDep
-from engine.serving.schemas import ErrorOut, SuggestionOut
+from engine.serving.schemas.common import ErrorOut
+from engine.serving.schemas.items import SuggestionOut
 
 router = APIRouter(tags=["suggestions"])
 
