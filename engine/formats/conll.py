@@ -1,7 +1,7 @@
 """CoNLL IOB2 for text items: the exported spans, tagged by ``engine.formats.spans``.
 
 ``annotations.conll`` holds one ``word<TAB>tag`` line per word, a blank line
-between sentences and a ``-DOCSTART-`` line per item (``formats_text.to_conll``,
+between sentences and a ``-DOCSTART-`` line per item (``spans.to_conll``,
 imported when used). Overlapping spans keep the earlier-starting, then longer,
 one; image items and non-span labels are reported as skipped.
 """
