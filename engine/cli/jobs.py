@@ -62,7 +62,7 @@ def embed(
     Writes into the shared embedding directory (embedding_cache_dir, default
     <data_dir>/embeddings) that the server reads; items already there are skipped.
     """
-    from engine.prelabel.embed_progress import run_embed_with_progress
+    from engine.prelabel.progress import run_embed_with_progress
 
     settings = _settings(config)
     if ray_address:
