@@ -133,6 +133,31 @@ def test_mask_reads_the_alpha_channel() -> None:
     np.testing.assert_array_equal(mask, [[False, True, False], [False, False, True]])
 
 
+def test_mask_from_runs_not_aligned_to_pixels_matches_the_sdk() -> None:
+    """Runs of 2+ values starting anywhere in a pixel (no literal records): the alpha
+    channel read straight from the runs equals the SDK's full decode."""
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        height, width = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        total = height * width * 4
+        values = np.zeros(total, np.uint8)
+        pos = 0
+        while pos < total:
+            n = min(int(rng.integers(2, 11)), total - pos)
+            values[pos : pos + n] = rng.choice([0, 7, 255])
+            pos += n
+        stream = encode_brush_rle(values)
+        sdk = brush.decode_rle(stream).reshape(height, width, 4)[:, :, 3] > 0
+        np.testing.assert_array_equal(brush_rle_to_mask(stream, height, width), sdk)
+
+
+def test_any_cut_of_a_stream_is_a_truncation_error() -> None:
+    stream = mask_to_brush_rle(_fragmented_mask(np.random.default_rng(5), 40, 60))
+    for cut in np.random.default_rng(6).integers(8, len(stream) - 1, size=25):
+        with pytest.raises(ValueError, match="truncated"):
+            decode_brush_rle(stream[: int(cut)])
+
+
 def test_bad_input_is_a_clear_value_error() -> None:
     good = mask_to_brush_rle(np.ones((4, 4), bool))
     with pytest.raises(ValueError, match="truncated"):

@@ -28,12 +28,19 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from engine.labelstudio.brush_decode import (
+    HEADER_BITS,
+    as_bytes,
+    fill_literals,
+    parse_records,
+    read_header,
+)
+
 ByteArray = npt.NDArray[np.uint8]
 BoolArray = npt.NDArray[np.bool_]
 
 RLE_SIZES_BITS = (3, 4, 8, 16)
 WORD_SIZE_BITS = 8
-_HEADER_BITS = 32 + 5 + 4 * 4
 _MAX_VALUES = 2**32 - 1
 _MAX_CHUNK = 2**16
 # Record classes: single literal value, then repeats of 2-8, 9-16, 17-256, > 256.
@@ -83,14 +90,25 @@ def brush_rle_to_mask(
     """Decode brush RLE to an ``HxW`` bool mask (alpha channel > 0)."""
     if height_px <= 0 or width_px <= 0:
         raise ValueError(f"mask size must be positive, got {height_px}x{width_px}")
-    flat = decode_brush_rle(rle)
+    data = as_bytes(rle)
+    num, word_size, rle_sizes = read_header(data)
     expected = height_px * width_px * 4
-    if flat.size != expected:
+    if num != expected:
         raise ValueError(
-            f"brush RLE holds {flat.size} values, but a {height_px}x{width_px} RGBA image "
+            f"brush RLE holds {num} values, but a {height_px}x{width_px} RGBA image "
             f"needs {expected}; original_height/original_width do not match the mask"
         )
-    return (flat[3::4] > 0).reshape(height_px, width_px)
+    lengths, values, literals = parse_records(data, num, word_size, rle_sizes)
+    if literals.size:  # the editor's own literal runs: decode every value
+        out = np.repeat(values, lengths)
+        fill_literals(out, data, literals, word_size)
+        return (out[3::4] > 0).reshape(height_px, width_px)
+    # Runs only: repeat each run's alpha over the pixels whose 4th value it covers.
+    # Value 4k + 3 is pixel k's alpha; run [s, e) holds it when s <= 4k + 3 < e, i.e.
+    # k in [ceil((s - 3) / 4), ceil((e - 3) / 4)) = [s // 4, e // 4).
+    ends = np.cumsum(lengths)
+    alpha = np.repeat(values > 0, (ends >> 2) - ((ends - lengths) >> 2))
+    return alpha.reshape(height_px, width_px)
 
 
 def decode_brush_rle(rle: Sequence[int] | bytes | ByteArray) -> ByteArray:
@@ -99,19 +117,12 @@ def decode_brush_rle(rle: Sequence[int] | bytes | ByteArray) -> ByteArray:
     Same output as ``label_studio_sdk.converter.brush.decode_rle``; a stream
     that is truncated or runs past its declared length is a ``ValueError``.
     """
-    data = _as_bytes(rle)
-    if len(data) * 8 < _HEADER_BITS:
-        raise ValueError(f"brush RLE is {len(data)} bytes, shorter than its 7-byte header")
-    header = int.from_bytes(data[:7], "big") >> (56 - _HEADER_BITS)
-    num = header >> 21
-    word_size = ((header >> 16) & 0b11111) + 1
-    rle_sizes = tuple(((header >> (12 - 4 * k)) & 0b1111) + 1 for k in range(4))
-    if word_size > 8:
-        raise ValueError(f"brush RLE word size is {word_size} bits; only byte streams (<= 8)")
-    lengths, values, literals = _parse_records(data, num, word_size, rle_sizes)
+    data = as_bytes(rle)
+    num, word_size, rle_sizes = read_header(data)
+    lengths, values, literals = parse_records(data, num, word_size, rle_sizes)
     out = np.repeat(values, lengths)
     if literals.size:
-        _fill_literals(out, data, literals, word_size)
+        fill_literals(out, data, literals, word_size)
     return out
 
 
@@ -218,7 +229,7 @@ def _pack(header: int, codes: npt.NDArray[np.uint64], n_bits: npt.NDArray[np.uin
     (``bincount``, exact in float64 below 2**53) is their bitwise OR.
     """
     ends = np.cumsum(n_bits)
-    ends += np.uint64(_HEADER_BITS)
+    ends += np.uint64(HEADER_BITS)
     total_bits = int(ends[-1])
     shift = np.uint64(0) - ends
     shift &= np.uint64(31)
@@ -233,80 +244,8 @@ def _pack(header: int, codes: npt.NDArray[np.uint64], n_bits: npt.NDArray[np.uin
     placed &= np.uint64(0xFFFFFFFF)
     words = np.bincount(word, weights=placed.astype(np.float64), minlength=n_words)
     words[:-1] += high[1:]
-    header_placed = header << (64 - _HEADER_BITS)
+    header_placed = header << (64 - HEADER_BITS)
     words[0] += header_placed >> 32
     words[1] += header_placed & 0xFFFFFFFF
     as_bytes = words.astype(">u4").view(np.uint8)
     return list(as_bytes[: total_bits // 8 + 1].tobytes())
-
-
-# -- decoder ------------------------------------------------------------------
-
-
-def _as_bytes(rle: Sequence[int] | bytes | ByteArray) -> bytes:
-    if isinstance(rle, bytes | bytearray):
-        return bytes(rle)
-    if isinstance(rle, list | tuple):
-        try:
-            return bytes(rle)  # checks 0..255 in C, far faster than numpy for a list
-        except (TypeError, ValueError) as exc:
-            raise ValueError("brush RLE must be a flat list of byte values (0..255)") from exc
-    array = np.asarray(rle)
-    if array.ndim != 1 or not (array.size == 0 or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError("brush RLE must be a flat list of byte values (0..255)")
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise ValueError("brush RLE must be a flat list of byte values (0..255)")
-    return array.astype(np.uint8).tobytes()
-
-
-def _parse_records(
-    data: bytes, num: int, word_size: int, rle_sizes: tuple[int, ...]
-) -> tuple[npt.NDArray[np.int64], ByteArray, npt.NDArray[np.int64]]:
-    """Walk the records (one Python step each; runs, not pixels).
-
-    Returns per-record lengths and repeated values (0 for literal records),
-    and ``[out_start, count, bit_position]`` rows for literal records.
-    """
-    buf = data + bytes(8)
-    end_bit = len(data) * 8
-    word_mask = (1 << word_size) - 1
-    lengths: list[int] = []
-    values: list[int] = []
-    literals: list[tuple[int, int, int]] = []
-    pos, i = _HEADER_BITS, 0
-    while i < num:
-        if pos + 3 > end_bit:
-            raise ValueError(f"brush RLE is truncated: {i} of {num} values decoded")
-        window = int.from_bytes(buf[pos >> 3 : (pos >> 3) + 8], "big")
-        shift = 61 - (pos & 7)
-        size = rle_sizes[(window >> shift) & 0b11]
-        shift -= size
-        n = ((window >> shift) & ((1 << size) - 1)) + 1
-        if (window >> (63 - (pos & 7))) & 1:
-            values.append((window >> (shift - word_size)) & word_mask)
-            pos += 3 + size + word_size
-        else:
-            literals.append((i, n, pos + 3 + size))
-            values.append(0)
-            pos += 3 + size + n * word_size
-        lengths.append(n)
-        i += n
-    if pos > end_bit:
-        raise ValueError(f"brush RLE is truncated: its last record needs {pos - end_bit} more bits")
-    if i != num:
-        raise ValueError(f"brush RLE runs past its declared length ({i} > {num} values)")
-    literal_rows = np.array(literals, dtype=np.int64).reshape(-1, 3)
-    return np.array(lengths, dtype=np.int64), np.array(values, dtype=np.uint8), literal_rows
-
-
-def _fill_literals(out: ByteArray, data: bytes, literals: np.ndarray, word_size: int) -> None:
-    starts, counts, bit_pos = literals[:, 0], literals[:, 1], literals[:, 2]
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    offset = np.arange(int(counts.sum()), dtype=np.int64) - first
-    out_index = np.repeat(starts, counts) + offset
-    word_pos = np.repeat(bit_pos, counts) + offset * word_size
-    bits = np.unpackbits(np.frombuffer(data + bytes(4), dtype=np.uint8))
-    words = np.zeros(word_pos.size, dtype=np.uint16)
-    for b in range(word_size):
-        words = (words << 1) | bits[word_pos + b]
-    out[out_index] = words.astype(np.uint8)
