@@ -28,10 +28,11 @@ ultralytics probes DNS. If ultralytics was imported earlier, they come late.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,7 +196,6 @@ class YoloDetector(BaseModel):
     def _nms(self, pred: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """``pred`` [4 + nc, anchors] -> (boxes [n, 4] canvas xyxy, scores [n, nc]), by score."""
         import torch
-        import torchvision
 
         class_scores = pred[4 : 4 + self.num_classes]
         best, best_class = class_scores.max(dim=0)
@@ -210,7 +210,7 @@ class YoloDetector(BaseModel):
         else:  # shift each class into its own coordinate range: one NMS call, per-class result
             span = boxes.abs().max() + 1.0
             offset_boxes = boxes + best_class[candidates, None].to(boxes.dtype) * span
-        keep = torchvision.ops.nms(offset_boxes, scores, self.iou_threshold)[: self.max_det]
+        keep = nms_op()(offset_boxes, scores, self.iou_threshold)[: self.max_det]
         rows = class_scores[:, candidates[keep]].T.float()
         return boxes[keep].cpu().numpy(), rows.cpu().numpy()
 
@@ -353,3 +353,27 @@ def _image_of(item: Item, given: Any) -> np.ndarray:
     if item.kind != "image" or not item.uri:
         raise ValueError(f"item {item.item_id!r} is not an image item with a uri")
     return read_local_image(item.uri)
+
+
+@functools.cache
+def nms_op() -> Callable[..., Any]:
+    """torchvision's NMS kernel, without importing torchvision's Python package.
+
+    ``import torchvision`` pulls in its model zoo and ``torch._dynamo``: 1.5-2.5 s on
+    the first detection of a fresh process, most of a small job. The kernel itself
+    lives in torchvision's compiled extension, registered as ``torchvision::nms``
+    when the library loads; the package import is the fallback.
+    """
+    import importlib.util
+
+    import torch
+
+    if not hasattr(torch.ops.torchvision, "nms"):
+        spec = importlib.util.find_spec("torchvision")
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        libraries = sorted(p for folder in folders for p in Path(folder).glob("_C*.so"))
+        if libraries:
+            torch.ops.load_library(str(libraries[0]))
+        else:  # pragma: no cover - a torchvision build without the shared library
+            import torchvision  # noqa: F401  (registers the op)
+    return torch.ops.torchvision.nms

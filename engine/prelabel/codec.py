@@ -9,6 +9,7 @@ so a driver and workers with different code versions fail loudly, not subtly.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,15 @@ import numpy as np
 from engine.types import Prediction, Suggestion, region_from_dict
 
 _EMPTY = b""
+Batch = dict[str, np.ndarray]  # a column batch, as Ray Data hands them to the stages
+
+
+def objects(values: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array (``np.array`` would stack equal-shaped images into 4-D)."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
 
 
 def _suggestion_dict(s: Suggestion, prediction: Prediction) -> dict[str, Any]:

@@ -13,7 +13,7 @@ A concrete value, including one stored by an older job, is used as given.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -48,6 +48,10 @@ class PrelabelConfig(BaseModel):
     mask_min_box_score: float = Field(default=0.25, ge=0.0, le=1.0)
     mask_multimask: bool | None = None
     max_text_chars: int = Field(default=1_000_000, gt=0)
+    # Where the stages run: ray (the Ray Data pipeline), local (this process), or auto:
+    # local for at most local_max_items items when no cluster is configured, else ray.
+    executor: Literal["auto", "ray", "local"] = "auto"
+    local_max_items: int = Field(default=512, ge=0)
 
     @field_validator("num_model_actors", "actor_num_cpus", "torch_threads", mode="before")
     @classmethod

@@ -29,9 +29,9 @@ from pydantic import ValidationError
 
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, get_model_spec
 from engine.models.versioning import spec_version
+from engine.prelabel.codec import Batch
 from engine.prelabel.config import EmbedConfig
 from engine.prelabel.runner import ProgressCallback, run_item_job
-from engine.prelabel.stages import Batch
 from engine.segment.embeddings import (
     embedding_dir,
     embedding_dir_budget,

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.config import DEFAULT_EMBEDDING_DIR_MAX_BYTES, ConfigError, ModelSpec, Settings
+from engine.prelabel.codec import Batch
 from engine.prelabel.runner import describe_error
 from engine.prelabel.runtime import RaySession
-from engine.prelabel.stages import Batch, decode_batch
+from engine.prelabel.stages import decode_batch
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.config import ConfigError, ModelSpec, Settings, format_validation_error, get_model_spec
-from engine.prelabel.codec import decode_prediction
+from engine.prelabel.codec import Batch, decode_prediction
 from engine.prelabel.config import PrelabelConfig, config_for_job
 from engine.prelabel.plan import (
     ModelPlan,
@@ -48,7 +48,6 @@ from engine.prelabel.plan import (
     resolve_version,
 )
 from engine.prelabel.runner import ProgressCallback, failure_message, run_item_job
-from engine.prelabel.stages import Batch
 from engine.store import JobRecord, Store
 from engine.types import Prediction
 
@@ -199,6 +198,17 @@ def _execute(
     models: ModelPlan,
     notify: Callable[[], None],
 ) -> None:
+    if pick_executor(config, settings, len(todo)) == "local":
+        from engine.prelabel.local import run_in_process
+
+        log.info("pre-label job %s: %d items in this process (no Ray)", job_id, len(todo))
+
+        def write(batch: Batch) -> None:
+            write_batch(store, job_id, batch)
+            notify()
+
+        run_in_process(todo, settings, config, models, write)
+        return
     from engine.prelabel.pipeline import build_dataset
     from engine.prelabel.runtime import ray_session
 
@@ -211,6 +221,18 @@ def _execute(
         ):
             write_batch(store, job_id, batch)
             notify()
+
+
+def pick_executor(config: PrelabelConfig, settings: Settings, n_items: int) -> str:
+    """``local`` or ``ray`` (see ``PrelabelConfig.executor``). A configured cluster
+    (other than the engine's own local node) always gets the work: it may be
+    where the GPUs are."""
+    from engine.prelabel.runtime import cluster_address, local_head_address
+
+    if config.executor != "auto":
+        return config.executor
+    remote = cluster_address(settings) is not None and local_head_address(settings) is None
+    return "local" if not remote and n_items <= config.local_max_items else "ray"
 
 
 def write_batch(store: Store, job_id: str, batch: Batch) -> tuple[int, int]:

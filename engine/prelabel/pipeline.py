@@ -18,10 +18,8 @@ whole GPU.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +27,7 @@ from engine.config import ConfigError, ModelSpec, Settings
 from engine.prelabel.config import PrelabelConfig
 from engine.prelabel.plan import ModelPlan
 from engine.prelabel.runtime import RaySession
-from engine.prelabel.stages import Batch, Predictor, decode_batch
-from engine.prelabel.text import decode_text_batch
+from engine.prelabel.stages import Predictor, decode_stage, predictor_kwargs
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -215,38 +212,7 @@ def build_dataset(
         compute=ray.data.ActorPoolStrategy(size=pool_size),
         num_cpus=sizing.num_cpus,
         num_gpus=sizing.num_gpus or None,
-        fn_constructor_kwargs={
-            "spec": plan.spec.model_dump(mode="json"),
-            "models_dir": str(settings.resolved_models_dir),
-            "device": config.device,
-            "precision": config.precision,
-            "torch_threads": sizing.torch_threads,
-            "kind": plan.kind,
-            "segmenter_spec": None
-            if plan.segmenter is None
-            else plan.segmenter.model_dump(mode="json"),
-            "mask_min_box_score": plan.mask_min_box_score,
-            "mask_multimask": plan.mask_multimask,
-            "expected_version": plan.job_version,
-        },
-    )
-
-
-def decode_stage(kind: str, settings: Settings, config: PrelabelConfig) -> Callable[[Batch], Batch]:
-    """The decode function for ``kind`` items, bound to the job's limits."""
-    roots = [str(r) for r in settings.resolved_data_roots]
-    if kind == "text":
-        return functools.partial(
-            decode_text_batch,
-            roots=roots,
-            max_text_chars=config.max_text_chars,
-            max_file_bytes=config.max_file_bytes,
-        )
-    return functools.partial(
-        decode_batch,
-        roots=roots,
-        max_pixels=config.resolved_max_pixels(settings),
-        max_file_bytes=config.max_file_bytes,
+        fn_constructor_kwargs=predictor_kwargs(settings, config, plan, sizing.torch_threads),
     )
 
 

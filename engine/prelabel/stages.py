@@ -1,10 +1,11 @@
-"""The two Ray Data stages of a pre-label job, as plain functions and classes.
+"""The two stages of a pre-label job, as plain functions and classes.
 
 ``decode_batch`` (CPU tasks) reads and decodes images; ``Predictor`` (one per
 actor, holding the model) predicts and scores. Both take and return numpy
 column batches. A bad item never raises: it becomes a row whose ``error``
 column says why, and later stages pass it through untouched. Neither needs a
-Ray cluster to run, so tests can call them directly.
+Ray cluster: the Ray Data pipeline (``pipeline``) and the in-process executor
+(``local``) run these same stages, and tests call them directly.
 
 Columns after decode: ``item_id``, ``uri``, ``key``, ``image`` (HxWx3 uint8;
 0x0x3 on error), ``error`` ("" when fine); text items are decoded by
@@ -15,31 +16,27 @@ After predict: ``item_id``, ``error``,
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.prelabel.codec import encode_prediction
+from engine.prelabel.codec import Batch, encode_prediction, objects
 from engine.prelabel.runner import describe_error
+from engine.prelabel.text import decode_text_batch
 from engine.review.scoring import queue_score
 from engine.types import Item, Prediction
 
 if TYPE_CHECKING:
+    from engine.config import Settings
     from engine.models.base import Model
+    from engine.prelabel.config import PrelabelConfig
+    from engine.prelabel.plan import ModelPlan
 
-Batch = dict[str, np.ndarray]
 _NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
-
-
-def objects(values: Sequence[Any]) -> np.ndarray:
-    """A 1-D object array (``np.array`` would stack equal-shaped images into 4-D)."""
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        out[i] = value
-    return out
 
 
 def decode_one(
@@ -239,3 +236,41 @@ def _build(
         min_box_score=mask_min_box_score,
         multimask=mask_multimask,
     )
+
+
+def decode_stage(kind: str, settings: Settings, config: PrelabelConfig) -> Callable[[Batch], Batch]:
+    """The decode function for ``kind`` items, bound to the job's limits (both executors)."""
+    roots = [str(r) for r in settings.resolved_data_roots]
+    if kind == "text":
+        return functools.partial(
+            decode_text_batch,
+            roots=roots,
+            max_text_chars=config.max_text_chars,
+            max_file_bytes=config.max_file_bytes,
+        )
+    return functools.partial(
+        decode_batch,
+        roots=roots,
+        max_pixels=config.resolved_max_pixels(settings),
+        max_file_bytes=config.max_file_bytes,
+    )
+
+
+def predictor_kwargs(
+    settings: Settings, config: PrelabelConfig, plan: ModelPlan, torch_threads: int | None
+) -> dict[str, Any]:
+    """``Predictor``'s arguments for a job's model plan (plain values: they cross to Ray)."""
+    return {
+        "spec": plan.spec.model_dump(mode="json"),
+        "models_dir": str(settings.resolved_models_dir),
+        "device": config.device,
+        "precision": config.precision,
+        "torch_threads": torch_threads,
+        "kind": plan.kind,
+        "segmenter_spec": None
+        if plan.segmenter is None
+        else plan.segmenter.model_dump(mode="json"),
+        "mask_min_box_score": plan.mask_min_box_score,
+        "mask_multimask": plan.mask_multimask,
+        "expected_version": plan.job_version,
+    }

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.prelabel.codec import Batch, objects
 from engine.prelabel.runner import describe_error
-from engine.prelabel.stages import Batch, objects
 
 
 class TextDecodeError(ValueError):
