@@ -1,11 +1,11 @@
-"""The ``labelengine`` command line: models, ingest, prelabel, serve, demo.
+"""The ``labelengine`` command line: models, ingest, prelabel, serve, demo, users.
 
 Every command reads settings the same way (``--config`` YAML, then
 ``LABELENGINE_*`` environment) and prints errors as one readable line.
 """
 
 # The docstring above is the app's --help text. The commands live by group in
-# models, data, jobs, review, labelstudio and serve (shared options in common);
+# models, data, jobs, review, labelstudio, serve and users (shared options in common);
 # they are registered here, in one place, so --help lists them in this order.
 # Every heavy import (torch, Ray, FastAPI, the database layer) stays inside a command.
 
@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from engine.cli import data, jobs, labelstudio, models, review, serve
+from engine.cli import data, jobs, labelstudio, models, node, review, serve, users
 from engine.cli.common import console
 from engine.config import ConfigError
 
@@ -36,6 +36,8 @@ app.command()(serve.demo)
 app.command()(labelstudio.push)
 app.command("export")(data.export_labels)
 app.command()(labelstudio.connect)
+app.add_typer(users.users_app, name="users")
+app.add_typer(node.ray_app, name="ray")
 
 
 def main() -> None:

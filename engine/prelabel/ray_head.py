@@ -15,11 +15,17 @@ in its own process group, which is killed as a last resort, so no Ray process
 outlives ``stop()``. If the node cannot start, jobs fall back to their own
 embedded node, as without ``warm_ray``.
 
+``labelengine ray start`` runs the same holder detached (``standing=True``, its
+report in the data dir's ``runtime.STANDING_NODE_FILE``): it outlives the
+command, and every later job of that data dir joins it
+(``engine.prelabel.runtime.ray_session``) until ``labelengine ray stop``.
+
 This module never imports Ray in the server process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,12 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import Settings, child_env
-from engine.prelabel.runtime import LOCAL_HEAD_ENV, cluster_address
+from engine.prelabel.runtime import (
+    AUTH_MODE_ENV,
+    LOCAL_HEAD_ENV,
+    cluster_address,
+    standing_node_path,
+)
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
-AUTH_MODE_ENV = "RAY_AUTH_MODE"
+DETACHED_FLAG = "--detached"
 
 
 @dataclass(frozen=True)
@@ -66,8 +77,10 @@ class LocalRayHead:
         *,
         ready_timeout_s: float = 120.0,
         stop_timeout_s: float = 20.0,
+        standing: bool = False,
     ) -> None:
         self.settings = settings
+        self.standing = standing  # outlives this process (`labelengine ray start`)
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.info: HeadInfo | None = None
@@ -81,11 +94,13 @@ class LocalRayHead:
 
     @property
     def info_path(self) -> Path:
-        return self.data_dir / "ray-head.json"
+        return (
+            standing_node_path(self.settings) if self.standing else self.data_dir / "ray-head.json"
+        )
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / "ray-head.log"
+        return self.info_path.with_suffix(".log")
 
     @property
     def pid(self) -> int | None:
@@ -153,6 +168,8 @@ class LocalRayHead:
         env.pop("RAY_ADDRESS", None)
         env.pop(LOCAL_HEAD_ENV, None)
         argv = [sys.executable, "-m", "engine.prelabel.ray_head", str(self.info_path)]
+        if self.standing:
+            argv.append(DETACHED_FLAG)
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
                 argv,
@@ -204,10 +221,11 @@ def read_info(path: Path) -> HeadInfo | None:
     )
 
 
-def hold_node(settings: Settings, info_path: Path) -> None:
+def hold_node(settings: Settings, info_path: Path, *, detached: bool = False) -> None:
     """Run in the holder process: start the node, report it, keep it until told to stop.
 
-    Stops on SIGTERM / SIGINT or once the process that started it (the server) is gone.
+    Stops on SIGTERM / SIGINT or, unless ``detached``, once the process that started
+    it (the server) is gone.
     """
     import ray
 
@@ -238,7 +256,7 @@ def hold_node(settings: Settings, info_path: Path) -> None:
     print(f"local Ray node up: {json.dumps(info)}", flush=True)
     try:
         while not stop.wait(1.0):
-            if os.getppid() != parent_pid:
+            if not detached and os.getppid() != parent_pid:
                 print("the server is gone; stopping", flush=True)
                 break
     finally:
@@ -246,13 +264,48 @@ def hold_node(settings: Settings, info_path: Path) -> None:
         print("local Ray node stopped", flush=True)
 
 
+def stop_standing_node(settings: Settings, timeout_s: float = 20.0) -> bool:
+    """Stop the data dir's standing node (SIGTERM, then its whole process group);
+    whether one was running."""
+    path = standing_node_path(settings)
+    info = read_info(path)
+    if info is None:
+        return False
+    try:
+        os.kill(info.holder_pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _running(info.holder_pid):
+        time.sleep(POLL_S)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(info.holder_pid, signal.SIGKILL)  # whatever Ray left in the group
+    path.unlink(missing_ok=True)
+    return True
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (our own child, not yet reaped) is not running
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
 def main(argv: list[str]) -> int:
     from engine.config import load_settings
 
-    if len(argv) != 1:
-        print("usage: python -m engine.prelabel.ray_head INFO_PATH", file=sys.stderr)
+    if not 1 <= len(argv) <= 2 or argv[1:] not in ([], [DETACHED_FLAG]):
+        print(
+            f"usage: python -m engine.prelabel.ray_head INFO_PATH [{DETACHED_FLAG}]",
+            file=sys.stderr,
+        )
         return 2
-    hold_node(load_settings(), Path(argv[0]))
+    hold_node(load_settings(), Path(argv[0]), detached=argv[1:] == [DETACHED_FLAG])
     return 0
 
 

@@ -12,6 +12,10 @@ which tells a job that this cluster is the engine's own single node (its sizes
 are final, as for an embedded one) and that it should join it over loopback.
 If that node is gone, the job starts its own embedded node instead.
 
+``labelengine ray start`` leaves such a node standing for a data dir
+(``STANDING_NODE_FILE``); with no cluster configured, every later job of that
+data dir joins it and pays no start-up (``labelengine ray stop`` ends it).
+
 Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported: with it
 set to ``0`` every Ray server binds ``127.0.0.1`` instead of all interfaces.
 The variable is set only here, just before Ray is imported and started, and
@@ -21,6 +25,7 @@ restored afterwards (Ray's child processes keep the value they started with).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -41,6 +46,10 @@ MAX_TEMP_DIR_CHARS = 40
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 # Set by the server for its workers: the address of the local Ray node it started.
 LOCAL_HEAD_ENV = "LABELENGINE_LOCAL_RAY_HEAD"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+# Written by `labelengine ray start` (engine.prelabel.ray_head): a node every later
+# command of the same data dir joins instead of starting its own.
+STANDING_NODE_FILE = "ray-node.json"
 
 
 def ray_temp_dir(settings: Settings) -> Path:
@@ -124,8 +133,8 @@ def reachable(address: str, timeout_s: float = 2.0) -> bool:
 
 
 def join_local_head(settings: Settings, address: str) -> bool:
-    """Join the server's local node over loopback; False (and an embedded node
-    started here instead) when that node is gone.
+    """Join the engine's own local node (the server's, or a standing one) over loopback;
+    False (and an embedded node started here instead) when that node is gone.
 
     Reachability is checked first: ``ray.init`` waits many minutes for a
     cluster that is not there.
@@ -133,12 +142,41 @@ def join_local_head(settings: Settings, address: str) -> bool:
     if reachable(address):
         with loopback_ray():
             connect_ray(address)
-        log.info("joined the server's local Ray node at %s", address)
+        log.info("joined the local Ray node at %s", address)
         return True
-    log.warning("the server's local Ray node at %s is gone; starting an embedded one", address)
+    log.warning("the local Ray node at %s is gone; starting an embedded one", address)
     os.environ.pop("RAY_ADDRESS", None)  # ray.init() would look for it there
     start_local_ray(settings)
     return False
+
+
+def standing_node_path(settings: Settings) -> Path:
+    return settings.data_dir.expanduser().resolve() / STANDING_NODE_FILE
+
+
+def standing_node_address(settings: Settings) -> str | None:
+    """The address of this data dir's standing node when it is up (its auth mode, which a
+    joining driver must share, goes into the environment); ``None`` otherwise."""
+    try:
+        info = json.loads(standing_node_path(settings).read_text(encoding="utf-8"))
+        address, holder_pid = str(info["address"]), int(info["holder_pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _alive(holder_pid) or not reachable(address, timeout_s=0.5):
+        return None
+    if info.get("auth_mode"):
+        os.environ[AUTH_MODE_ENV] = str(info["auth_mode"])
+    return address
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -169,9 +207,12 @@ def ray_session(settings: Settings) -> Iterator[RaySession]:
     owned = not ray_running()
     address = cluster_address(settings)
     head = local_head_address(settings)
+    standing = None if (head or address or not owned) else standing_node_address(settings)
     if owned:
         if head:
             join_local_head(settings, head)
+        elif standing:
+            join_local_head(settings, standing)
         elif address:
             log.info("joining Ray cluster at %s", address)
             connect_ray(address)
