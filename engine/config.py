@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     media_max_bytes: int = Field(default=64 * 1024**2, gt=0)
     # HTTP Basic auth as Label Studio sends it: this user name, the API token as password.
     basic_auth_user: str = "labelengine"
+    # /docs and /openapi.json without a token (off: they need one, like every route but
+    # /health and the review page's static files).
+    open_docs: bool = False
 
     @classmethod
     def settings_customise_sources(

@@ -126,14 +126,17 @@ def job_inputs(job: JobRecord) -> JobInputs:
     """The job's stored config and model plan, validated again.
 
     Jobs recorded before chaining and text existed (no ``kind`` / versions
-    stored) read as a spec-versioned model alone.
+    stored) read as a spec-versioned model alone; before executors existed, as
+    a Ray job.
     """
     if job.kind != JOB_KIND:
         raise ValueError(f"job {job.job_id!r} is a {job.kind!r} job, not a {JOB_KIND!r} job")
     source = f"job {job.job_id} config"
     stored = job.config
+    recorded = dict(stored.get("prelabel", {}))
+    recorded.setdefault("executor", "ray")  # recorded before executors: it ran on Ray
     try:
-        config = PrelabelConfig.model_validate(stored.get("prelabel", {}))
+        config = PrelabelConfig.model_validate(recorded)
         spec = ModelSpec.model_validate(stored.get("model_spec"))
         raw_segmenter = stored.get("segmenter_spec")
         segmenter = None if raw_segmenter is None else ModelSpec.model_validate(raw_segmenter)

@@ -9,6 +9,8 @@ webhook, ``engine.labelstudio.webhook``):
   text, a box or mask needs an image item;
 - a named suggestion must exist (``Store.record_feedback`` refuses one of
   another item); the decision's ``model_version`` defaults to the suggestion's;
+- an annotator may not judge an item someone else holds a live lease on
+  (``respect_leases``; an item nobody holds may be judged);
 - ``Store.record_feedback`` records it once per client key (a replay returns
   the first record), then ``engine.review.queue.after_feedback`` re-ranks the
   queue (nothing for a replay).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from engine.review.queue import QueueEffect, after_feedback
+from engine.review.queue import QueueEffect, after_feedback, check_not_held
 from engine.store import FeedbackRecord, Store
 from engine.types import Box, Feedback, Item, Mask, Region, Span
 
@@ -48,14 +50,24 @@ def check_region_fits(item: Item, region: Region | None) -> None:
         raise ValueError(f"a {region.kind} region needs an image item; {item.item_id!r} is a text")
 
 
-def record_decision(store: Store, feedback: Feedback, *, skip_factor: float = 0.5) -> Decision:
+def record_decision(
+    store: Store,
+    feedback: Feedback,
+    *,
+    skip_factor: float = 0.5,
+    respect_leases: bool = False,
+) -> Decision:
     """Validate ``feedback`` against the stored item / suggestion, record it once per
     client key and re-rank the queue (see the module docstring).
 
-    Raises ``NotFoundError`` for an unknown item or suggestion, ``ValueError`` when
-    the region or suggestion does not fit the item.
+    ``respect_leases``: refuse (``LeaseHeldError``) a decision on an item whose live
+    lease belongs to someone other than ``feedback.annotator`` (an annotator's
+    decision; a reviewer's overrules). Raises ``NotFoundError`` for an unknown item
+    or suggestion, ``ValueError`` when the region or suggestion does not fit the item.
     """
     item = store.get_item(feedback.item_id)
+    if respect_leases:
+        check_not_held(store, item.item_id, feedback.annotator)
     check_region_fits(item, feedback.region)
     if feedback.suggestion_id is not None:
         suggestion = store.get_suggestion(feedback.suggestion_id)

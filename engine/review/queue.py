@@ -29,11 +29,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Literal
 
 from engine.store import FeedbackRecord, Lease, NotFoundError, QueueFilter, Store
 
 QueueEffect = Literal["none", "lowered", "requeued", "confirmed"]
+
+
+class LeaseHeldError(RuntimeError):
+    """Someone else holds a live lease on the item (HTTP 409)."""
+
+    def __init__(self, item_id: str, holder: str, expires_at: float, who: str) -> None:
+        until = datetime.fromtimestamp(expires_at, tz=UTC).isoformat(timespec="seconds")
+        super().__init__(
+            f"item {item_id!r} is leased to {holder!r} until {until}; {who!r} cannot act on "
+            "it before that lease ends (ask /queue/next for another item)"
+        )
+        self.item_id, self.holder, self.expires_at = item_id, holder, expires_at
 
 
 def _check_lease_seconds(lease_seconds: float) -> None:
@@ -82,6 +95,18 @@ def heartbeat(
     if not store.extend_lease(item_id, annotator, clock + lease_seconds, clock):
         raise NotFoundError(f"{annotator!r} holds no live lease on item {item_id!r}")
     return store.lease_of(item_id)
+
+
+def check_not_held(store: Store, item_id: str, who: str, *, now: float | None = None) -> None:
+    """``LeaseHeldError`` when a live lease on the item belongs to someone other than ``who``.
+
+    An item nobody holds may be acted on (editors that do not lease).
+    """
+    lease = store.lease_of(item_id)
+    clock = time.time() if now is None else now
+    live = lease.annotator is not None and lease.expires_at is not None
+    if live and lease.annotator != who and lease.expires_at >= clock:
+        raise LeaseHeldError(item_id, lease.annotator, lease.expires_at, who)
 
 
 def release(store: Store, item_id: str, annotator: str) -> bool:

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 from engine.config import Settings, get_model_spec
 from engine.imaging.decode import decode_image
 from engine.paths import read_confined
+from engine.review.queue import LeaseHeldError
 from engine.segment.embeddings import item_image_key
 from engine.segment.mask_memory import MaskMemory
 from engine.segment.prefetch import Outcome, Prefetcher
-from engine.store import NotFoundError, Store
+from engine.store import ClickTarget, NotFoundError, Store
 from engine.types import Item
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class SegmentRequest:
     multimask: bool
     previous_mask_id: str | None = None
     mask_input_rle: tuple[tuple[int, int], str] | None = None  # ((H, W), COCO counts)
+    # Who clicks, when someone else's live lease must stop them (annotators); None: anyone.
+    respect_leases_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ class InteractiveSegmenter:
             request.item_id, candidates_min_score=CANDIDATE_MIN_SCORE if derive_box else None
         )
         item = target.item
+        _check_lease(target, request.respect_leases_of)
         previous = self._previous_logits(model, request)
         embedding, encode_ms = self._embedding(model, item, target.content_sha256)
         mask_input = (
@@ -270,3 +274,11 @@ class InteractiveSegmenter:
         target = store.click_target(item_id, candidates_min_score=None)
         _, encode_ms = self._embedding(self.model, target.item, target.content_sha256)
         return "cached" if encode_ms is None else "encoded"
+
+
+def _check_lease(target: ClickTarget, who: str | None) -> None:
+    holder, expires_at = target.leased_by, target.lease_expires_at
+    if who is None or holder is None or expires_at is None or holder == who:
+        return
+    if expires_at >= time.time():
+        raise LeaseHeldError(target.item.item_id, holder, expires_at, who)

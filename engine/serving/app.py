@@ -1,7 +1,8 @@
 """``create_app(settings)``: the HTTP API, built on demand (there is no global app).
 
 The store is passed in (tests) or opened in the lifespan and closed at
-shutdown. Every router but ``/health`` requires the bearer token. Routes are
+shutdown. Every router but ``/health`` requires a bearer token, and each needs a
+role (``ROUTER_ROLES``). Routes are
 plain ``def`` functions, so database and model calls run in the threadpool
 and never block the event loop.
 """
@@ -15,12 +16,14 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from engine.config import Settings
 from engine.labelstudio.models import ModelHolder
 from engine.prelabel.ray_head import LocalRayHead
 from engine.segment.service import InteractiveSegmenter
-from engine.serving.deps import require_ls_auth, require_token
+from engine.serving.deps import get_person, require_ls_auth, require_role
 from engine.serving.errors import install_error_handlers
 from engine.serving.launcher import JobLauncher
 from engine.serving.ls_backend import LabelStudioBackend
@@ -31,6 +34,8 @@ from engine.serving.routes import (
     items,
     jobs,
     labelstudio,
+    page,
+    people,
     queue,
     suggestions,
 )
@@ -44,10 +49,12 @@ DESCRIPTION = """
 Model-assisted labeling: models pre-label a backlog, rank it by uncertainty,
 and serve suggestions to any editor; the editor's decisions come back as feedback.
 
-Every route but `/health` needs `Authorization: Bearer <token>` (the token is
-`LABELENGINE_API_TOKEN`, else the file `<data_dir>/api_token`); Label Studio's
-routes (`/setup`, `/predict`, `/versions`) also take HTTP Basic auth as Label Studio
-sends it (user `basic_auth_user`, password the token). Errors are JSON
+Every route but `/health` (and the review page at `/`) needs `Authorization: Bearer
+<token>`: a person's own token (`labelengine users add NAME --role annotator|reviewer|admin`)
+or the service token (`LABELENGINE_API_TOKEN`, else the file `<data_dir>/api_token`), which
+acts as admin for the person named in `X-Annotator`. Label Studio's routes (`/setup`,
+`/predict`, `/versions`, `/webhook`) take the service token, or HTTP Basic auth as Label
+Studio sends it (user `basic_auth_user`, password the token). Errors are JSON
 `{"detail": "..."}`. Boxes are absolute pixels `box_xyxy`; spans are character
 offsets `[start, end)`.
 """
@@ -58,6 +65,7 @@ TAGS = [
     {"name": "suggestions", "description": "What the models proposed for an item."},
     {"name": "feedback", "description": "Editors' accept / edit / reject / skip decisions."},
     {"name": "queue", "description": "Items leased to annotators, most useful first."},
+    {"name": "people", "description": "Who the token is; people and their roles (admin)."},
     {"name": "jobs", "description": "Background pre-label jobs and their progress."},
     {"name": "interactive", "description": "Click-to-segment: cached embedding, decoder only."},
     {
@@ -71,6 +79,20 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "missing or wrong bearer token"},
     422: {"model": ValidationErrorOut, "description": "invalid request"},
 }
+
+
+ROLE_RESPONSES: dict[int | str, dict[str, object]] = {
+    403: {"model": ErrorOut, "description": "the person's role does not allow it"},
+}
+# The least role each router needs (engine.review.people: annotator < reviewer < admin).
+ROUTER_ROLES = (
+    (items, "annotator"),
+    (suggestions, "annotator"),
+    (feedback, "annotator"),
+    (queue, "annotator"),
+    (interactive, "annotator"),
+    (jobs, "admin"),
+)
 
 
 def package_version() -> str:
@@ -129,9 +151,15 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url="/docs" if settings.open_docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.open_docs else None,
     )
+    if not settings.open_docs:
+        _token_docs(app)
     app.state.settings = settings
-    app.state.token_bytes = settings.token().encode("utf-8")
+    app.state.token = settings.token()
+    app.state.token_bytes = app.state.token.encode("utf-8")
     # A real server prefetches from the first lease on (loading the segmenter for it).
     app.state.segmenter = segmenter or InteractiveSegmenter(settings, load_for_prefetch=serving)
     app.state.models = models or ModelHolder(settings)
@@ -143,10 +171,15 @@ def create_app(
         _attach_store(app, settings, store)
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (items, suggestions, feedback, queue, jobs, interactive):
+    app.include_router(page.router)  # the review page at /: no token, it holds no data
+    app.mount("/static", page.static_files(), name="static")
+    for module, role in ROUTER_ROLES:
         app.include_router(
-            module.router, dependencies=[Depends(require_token)], responses=AUTH_RESPONSES
+            module.router,
+            dependencies=[Depends(require_role(role))],
+            responses={**AUTH_RESPONSES, **ROLE_RESPONSES},
         )
+    app.include_router(people.router, dependencies=[Depends(get_person)], responses=AUTH_RESPONSES)
     app.include_router(
         labelstudio_webhook_router,
         dependencies=[Depends(require_ls_auth)],
@@ -156,6 +189,18 @@ def create_app(
         labelstudio.router, dependencies=[Depends(require_ls_auth)], responses=AUTH_RESPONSES
     )
     return app
+
+
+def _token_docs(app: FastAPI) -> None:
+    """``/openapi.json`` and ``/docs`` behind the bearer token (``open_docs`` opens them)."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(get_person)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(get_person)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
 
 
 def _preload(app: FastAPI) -> None:

@@ -1,4 +1,8 @@
-"""Request dependencies as ``Annotated`` aliases: settings, store, annotator, auth.
+"""Request dependencies as ``Annotated`` aliases: settings, store, the person, auth.
+
+``PersonDep`` is who the request acts for (``engine.review.people``: a person's
+own token, or the service token with ``X-Annotator``); ``require_role(role)``
+answers 403 to anyone whose role does not include ``role``.
 
 Everything comes from ``request.app.state`` (filled by ``create_app``), so
 tests can swap any of them with ``app.dependency_overrides``.
@@ -7,6 +11,7 @@ tests can swap any of them with ``app.dependency_overrides``.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
@@ -18,11 +23,10 @@ from fastapi.security import (
 )
 
 from engine.config import Settings
+from engine.review.people import Person, person_for_token
 from engine.segment.service import InteractiveSegmenter
 from engine.serving.launcher import JobLauncher
 from engine.store import Store
-
-ANONYMOUS = "anonymous"
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -60,35 +64,60 @@ def get_segmenter(request: Request) -> InteractiveSegmenter:
     return segmenter
 
 
-def get_annotator(
+def get_person(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_annotator: Annotated[
         str | None,
         Header(
             min_length=1,
             max_length=128,
-            description=f"who is labeling; '{ANONYMOUS}' when absent",
+            description="with the service token: the person it acts for ('anonymous' when "
+            "absent); ignored with a person's own token",
         ),
     ] = None,
-) -> str:
-    return x_annotator.strip() if x_annotator and x_annotator.strip() else ANONYMOUS
-
-
-def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless ``Authorization: Bearer <token>`` carries the API token."""
+) -> Person:
+    """401 unless ``Authorization: Bearer <token>`` is the service token or a person's."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise HTTPException(
             401,
-            "missing bearer token: send 'Authorization: Bearer <token>' with the token from "
-            "LABELENGINE_API_TOKEN or <data_dir>/api_token",
+            "missing bearer token: send 'Authorization: Bearer <token>' with your own token "
+            "(labelengine users add NAME) or the service token (LABELENGINE_API_TOKEN or "
+            "<data_dir>/api_token)",
             headers=challenge,
         )
-    expected: bytes = request.app.state.token_bytes
-    if not secrets.compare_digest(credentials.credentials.encode("utf-8"), expected):
-        raise HTTPException(401, "invalid bearer token", headers=challenge)
+    person = person_for_token(
+        get_store(request), credentials.credentials, request.app.state.token, x_annotator
+    )
+    if person is None:
+        raise HTTPException(401, "invalid or revoked bearer token", headers=challenge)
+    return person
+
+
+def require_role(role: str) -> Callable[[Person], Person]:
+    """A dependency: the person, or 403 when their role does not include ``role``."""
+
+    def check(person: Annotated[Person, Depends(get_person)]) -> Person:
+        if not person.may(role):
+            raise HTTPException(
+                403,
+                f"{person.name!r} is an {person.role}; this needs the {role} role "
+                f"(an admin runs: labelengine users add NAME --role {role})",
+            )
+        return person
+
+    check.__name__ = f"require_{role}"
+    return check
+
+
+def acting_as(person: Person, requested: str | None) -> str:
+    """The annotator a body names: anyone for the service token, else the person alone."""
+    if requested is None or requested == person.name or person.service:
+        return requested or person.name
+    raise HTTPException(
+        403, f"{person.name!r} cannot act as {requested!r}: a token acts for its own person"
+    )
 
 
 def require_ls_auth(
@@ -129,5 +158,5 @@ def require_ls_auth(
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
-AnnotatorDep = Annotated[str, Depends(get_annotator)]
+PersonDep = Annotated[Person, Depends(get_person)]
 SegmenterDep = Annotated[InteractiveSegmenter, Depends(get_segmenter)]

@@ -1,9 +1,10 @@
 """Exception handlers: every error is JSON ``{"detail": "..."}`` a person can act on.
 
 Bad input is a 4xx, never a 5xx: ``NotFoundError`` -> 404, ``ValueError`` ->
-422, ``PathNotAllowedError`` -> 403, request validation -> 422 listing each
-field. Anything else is a 500 with a generic message; the stack trace goes to
-the log, never into the response.
+422, ``PathNotAllowedError`` -> 403, ``LeaseHeldError`` -> 409, missing or
+corrupt weights (``AssetError``) -> 503 naming ``labelengine models pull NAME``,
+request validation -> 422 listing each field. Anything else is a 500 with a generic
+message; the stack trace goes to the log, never into the response.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from engine.assets import AssetError
 from engine.paths import PathNotAllowedError
+from engine.review.queue import LeaseHeldError
 from engine.store import NotFoundError
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,16 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+
+async def _lease_held(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+async def _weights_missing(request: Request, exc: Exception) -> JSONResponse:
+    # AssetError names the model and the `labelengine models pull NAME` that fixes it.
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(status_code=503, content={"detail": str(exc)})
 
 
 async def _value_error(request: Request, exc: Exception) -> JSONResponse:
@@ -83,6 +96,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(PathNotAllowedError, _path_not_allowed)
+    app.add_exception_handler(LeaseHeldError, _lease_held)
+    app.add_exception_handler(AssetError, _weights_missing)
     app.add_exception_handler(ValueError, _value_error)
     # A pydantic error raised inside a route is a server bug, not bad input:
     # request bodies are validated before the route runs (RequestValidationError).

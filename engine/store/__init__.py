@@ -5,7 +5,7 @@ retry is plausible: re-ingesting an item, writing a prediction that already
 exists for the same model version, posting feedback with the same client key.
 ``Store`` is the query mixins of this package together, one file per concern:
 ``items``, ``predictions``, ``feedback``, ``jobs``, ``queue``, ``routing`` and
-``labels`` (the labels after review), over ``base.StoreCore`` and ``schema``.
+``labels`` (the labels after review), ``users``, over ``base.StoreCore`` and ``schema``.
 No other package imports SQLAlchemy.
 """
 
@@ -23,9 +23,11 @@ from engine.store.records import (
     JobRecord,
     Lease,
     SuggestionRecord,
+    UserRecord,
     Verdict,
 )
 from engine.store.routing import MACHINE_ACCEPTED, PENDING, RoutingQueries
+from engine.store.users import UserQueries
 
 __all__ = [
     "FINAL_STATES",
@@ -49,9 +51,10 @@ __all__ = [
     "StoreHealth",
     "StoreUnavailableError",
     "SuggestionRecord",
+    "UserRecord",
     "Verdict",
 ]
 
 
-class Store(LabelQueries, JobQueries, QueueQueries, RoutingQueries):
+class Store(LabelQueries, JobQueries, QueueQueries, RoutingQueries, UserQueries):
     """All persistent state. Thread-safe: each call uses its own connection."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, true, update
+from sqlalchemy import delete, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.store import schema as t
@@ -136,6 +137,15 @@ class FeedbackQueries(PredictionQueries):
                 .order_by(t.feedback.c.feedback_id)
             ).all()
         return [FeedbackRecord(row.feedback_id, False, feedback_of(row)) for row in rows]
+
+    def count_decisions(self, annotator: str, *, since: datetime | None = None) -> int:
+        """Feedback records ``annotator`` made (since ``since``), skips included."""
+        f = t.feedback.c
+        query = select(func.count()).select_from(t.feedback).where(f.annotator == annotator)
+        if since is not None:
+            query = query.where(f.created_at >= since)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def verdicts(self, *, model_version: str | None = None) -> list[Verdict]:
         """The latest accept / edit / reject on every suggestion a person judged, by id.

@@ -128,6 +128,18 @@ class PredictionQueries(ItemQueries):
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def class_names(self, item_id: str) -> list[str]:
+        """The class names of the item's latest prediction (empty without one)."""
+        query = (
+            select(_PRED.class_names)
+            .where(_PRED.item_id == item_id)
+            .order_by(_PRED.prediction_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            names = conn.execute(query).scalar_one_or_none()
+        return list(names or [])
+
     def prediction_versions(self) -> list[str]:
         """Every model version with stored predictions, sorted."""
         with self.engine.connect() as conn:
@@ -216,7 +228,14 @@ class PredictionQueries(ItemQueries):
             region = region_from_dict(row.s_region)
             if isinstance(region, Box):
                 boxes.append(region.box_xyxy)
-        return ClickTarget(item_of(rows[0]), rows[0].content_sha256, tuple(boxes))
+        first = rows[0]
+        return ClickTarget(
+            item_of(first),
+            first.content_sha256,
+            tuple(boxes),
+            first.leased_by,
+            first.lease_expires_at,
+        )
 
     def get_suggestion(self, suggestion_id: int) -> SuggestionRecord:
         with self.engine.connect() as conn:

@@ -294,6 +294,25 @@ class QueueQueries(StoreCore):
         with self.engine.connect() as conn:
             return [(row.item_id, float(row.score), row.uri) for row in conn.execute(query)]
 
+    def queue_rank(self, item_id: str, score: float | None) -> int | None:
+        """1 + how many unlabeled scored items are served before this one (leased or not)."""
+        if score is None:
+            return None
+        ahead = or_(_ITEM.score > score, and_(_ITEM.score == score, _ITEM.item_id < item_id))
+        query = select(func.count()).select_from(t.items).where(_ready(), ahead)
+        with self.engine.connect() as conn:
+            return 1 + int(conn.execute(query).scalar_one())
+
+    def queue_counts(self) -> tuple[int, int]:
+        """``(labeled, remaining)``: items with a final decision, items still to label."""
+        query = select(
+            func.count().filter(_ITEM.labeled == true()),
+            func.count().filter(_ITEM.labeled == false()),
+        ).select_from(t.items)
+        with self.engine.connect() as conn:
+            labeled, remaining = conn.execute(query).one()
+        return int(labeled), int(remaining)
+
     def _update_items(self, where: list[ColumnElement[bool]], values: dict[str, Any]) -> bool:
         with self.engine.begin() as conn:
             return bool(conn.execute(update(t.items).where(*where).values(**values)).rowcount)

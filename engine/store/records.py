@@ -56,6 +56,18 @@ class JobError:
 
 
 @dataclass(frozen=True)
+class UserRecord:
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
 class Lease:
     item_id: str
     annotator: str
@@ -79,6 +91,8 @@ class ClickTarget:
     item: Item
     content_sha256: str | None
     candidate_boxes_xyxy: tuple[tuple[float, float, float, float], ...]
+    leased_by: str | None = None
+    lease_expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -145,3 +159,8 @@ def job_of(row: Any) -> JobRecord:
         created_at=aware(row.created_at),
         updated_at=aware(row.updated_at),
     )
+
+
+def user_of(row: Any) -> UserRecord:
+    revoked = None if row.revoked_at is None else aware(row.revoked_at)
+    return UserRecord(row.name, row.role, aware(row.created_at), revoked)

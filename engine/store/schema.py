@@ -1,7 +1,9 @@
 """Database tables (SQLAlchemy Core). One place for the schema and its version.
 
-Bump ``SCHEMA_VERSION`` with every change to these tables; a database written
-by a newer engine is refused rather than silently misread.
+Bump ``SCHEMA_VERSION`` with every change to an existing table; a database
+written by a newer engine is refused rather than silently misread. A new table
+(``users``) needs no bump: ``create_all`` adds it to an older database, and an
+older engine never reads it.
 """
 
 from __future__ import annotations
@@ -161,4 +163,16 @@ job_errors = Table(
     Column("message", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("job_id", "item_id", name="uq_job_error_item"),
+)
+
+# People with their own token (``labelengine users add``); the token itself is never
+# stored, only its sha256. The service token (settings.api_token) is not a row here.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),  # annotator | reviewer | admin
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
 )

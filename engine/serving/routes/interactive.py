@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from engine.segment.service import SegmentRequest
-from engine.serving.deps import SegmenterDep, StoreDep
+from engine.serving.deps import PersonDep, SegmenterDep, StoreDep
 from engine.serving.schemas.common import ErrorOut
 from engine.serving.schemas.interactive import SegmentIn, SegmentMaskOut, SegmentOut
 
@@ -26,19 +26,23 @@ router = APIRouter(prefix="/interactive", tags=["interactive"])
     "``previous_mask_id`` (or the mask itself as ``mask_input_rle``).",
     responses={
         404: {"model": ErrorOut, "description": "no such item, or previous_mask_id forgotten"},
+        409: {"model": ErrorOut, "description": "an annotator's click on someone else's lease"},
         422: {
             "model": ErrorOut,
             "description": "empty or out-of-bounds prompt, mask_input_rle of the wrong size",
         },
     },
 )
-def segment(body: SegmentIn, store: StoreDep, segmenter: SegmenterDep) -> SegmentOut:
+def segment(
+    body: SegmentIn, store: StoreDep, segmenter: SegmenterDep, person: PersonDep
+) -> SegmentOut:
     if body.points_xy is None and body.box_xyxy is None:
         raise ValueError("give points_xy (with point_labels) or box_xyxy: the prompt is empty")
     result = segmenter.segment(
         store,
         SegmentRequest(
             item_id=body.item_id,
+            respect_leases_of=None if person.may("reviewer") else person.name,
             points_xy=body.points_xy,
             point_labels=body.point_labels,
             box_xyxy=body.box_xyxy,

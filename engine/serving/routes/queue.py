@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Response
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
 
 from engine.review import queue
-from engine.serving.deps import AnnotatorDep, SegmenterDep, SettingsDep, StoreDep
+from engine.serving.deps import PersonDep, SegmenterDep, SettingsDep, StoreDep, acting_as
 from engine.serving.schemas.common import ErrorOut
-from engine.serving.schemas.queue import LeaseIn, LeaseOut, QueueNextIn, ReleaseOut
+from engine.serving.schemas.queue import LeaseIn, LeaseOut, ProgressOut, QueueNextIn, ReleaseOut
 from engine.store import NotFoundError
 
 router = APIRouter(prefix="/queue", tags=["queue"])
@@ -21,8 +22,9 @@ ItemId = Annotated[str, Path(min_length=1, max_length=128)]
     "/next",
     response_model=LeaseOut,
     summary="Lease the next item to label",
-    description="The highest-scored unlabeled item nobody holds, leased to the annotator "
-    "(body ``annotator``, else the ``X-Annotator`` header). Asking again while holding a "
+    description="The highest-scored unlabeled item nobody holds, leased to the token's "
+    "person (the service token: body ``annotator``, else ``X-Annotator``), with its score "
+    "and rank. Asking again while holding a "
     "live lease returns the same item. 204 when the queue is empty. In the background the "
     "server then encodes the leased image and the next ``prefetch_items`` of the queue for "
     "click-to-segment (once the segmenter is loaded).",
@@ -32,11 +34,11 @@ def next_item(
     store: StoreDep,
     settings: SettingsDep,
     segmenter: SegmenterDep,
-    header_annotator: AnnotatorDep,
+    person: PersonDep,
     body: Annotated[QueueNextIn | None, Body()] = None,
 ) -> LeaseOut | Response:
     body = body or QueueNextIn()
-    annotator = body.annotator or header_annotator
+    annotator = acting_as(person, body.annotator)
     lease = queue.next_item(
         store,
         annotator,
@@ -48,7 +50,8 @@ def next_item(
     )
     if lease is None:
         return Response(status_code=204)
-    out = LeaseOut.of(lease, store.get_item(lease.item_id), settings.lease_seconds)
+    rank = store.queue_rank(lease.item_id, lease.score)
+    out = LeaseOut.of(lease, store.get_item(lease.item_id), settings.lease_seconds, rank)
     segmenter.prefetch_after_lease(store, lease.item_id)  # queued; never blocks or raises
     return out
 
@@ -66,10 +69,10 @@ def heartbeat(
     item_id: ItemId,
     store: StoreDep,
     settings: SettingsDep,
-    header_annotator: AnnotatorDep,
+    person: PersonDep,
     body: Annotated[LeaseIn | None, Body()] = None,
 ) -> LeaseOut:
-    annotator = (body.annotator if body else None) or header_annotator
+    annotator = acting_as(person, body.annotator if body else None)
     item = store.get_item(item_id)
     try:
         lease = queue.heartbeat(store, item_id, annotator, lease_seconds=settings.lease_seconds)
@@ -89,9 +92,31 @@ def heartbeat(
 def release(
     item_id: ItemId,
     store: StoreDep,
-    header_annotator: AnnotatorDep,
+    person: PersonDep,
     body: Annotated[LeaseIn | None, Body()] = None,
 ) -> ReleaseOut:
-    annotator = (body.annotator if body else None) or header_annotator
+    annotator = acting_as(person, body.annotator if body else None)
     store.get_item(item_id)
     return ReleaseOut(item_id=item_id, released=queue.release(store, item_id, annotator))
+
+
+@router.get(
+    "/progress",
+    response_model=ProgressOut,
+    summary="Labeled and remaining items, and this person's pace",
+)
+def progress(
+    store: StoreDep,
+    person: PersonDep,
+    since: Annotated[
+        datetime | None, Query(description="count this person's decisions from here (UTC)")
+    ] = None,
+) -> ProgressOut:
+    labeled, remaining = store.queue_counts()
+    start = None if since is None else (since if since.tzinfo else since.replace(tzinfo=UTC))
+    mine = store.count_decisions(person.name, since=start)
+    per_hour = None
+    if start is not None:
+        hours = max((datetime.now(UTC) - start).total_seconds() / 3600.0, 1.0 / 60.0)
+        per_hour = mine / hours
+    return ProgressOut(labeled=labeled, remaining=remaining, mine=mine, per_hour=per_hour)

@@ -1,10 +1,11 @@
-"""``GET /items/{item_id}/suggestions``: what a model proposed for an item."""
+"""``GET /items/{item_id}/suggestions``: what a model proposed; ``/labels``: its label set."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
 
 from engine.serving.deps import StoreDep
 from engine.serving.schemas.common import ErrorOut
@@ -34,3 +35,34 @@ def list_suggestions(
 ) -> list[SuggestionOut]:
     records = store.suggestions_for(item_id, model_version=model_version, min_score=min_score)
     return [SuggestionOut.of(record) for record in records]
+
+
+class LabelSetOut(BaseModel):
+    labels: list[str] = Field(description="labels an editor may pick, in the model's order")
+
+
+@router.get(
+    "/items/{item_id}/labels",
+    response_model=LabelSetOut,
+    summary="The labels an editor may give this item",
+    description="The class names of the item's latest prediction; for a token tagger the "
+    "entity types behind its B-/I- tags. Empty when the item has no prediction.",
+    responses={404: {"model": ErrorOut, "description": "no such item"}},
+)
+def label_set(
+    item_id: Annotated[str, Path(min_length=1, max_length=128)], store: StoreDep
+) -> LabelSetOut:
+    store.get_item(item_id)
+    return LabelSetOut(labels=entity_labels(store.class_names(item_id)))
+
+
+def entity_labels(names: list[str]) -> list[str]:
+    """Class names as labels: ``O`` dropped, ``B-PER`` / ``I-PER`` / ``S-PER`` -> ``PER``."""
+    out: list[str] = []
+    for name in names:
+        if name == "O":
+            continue
+        label = name[2:] if len(name) > 2 and name[1] == "-" and name[0] in "BIESLU" else name
+        if label not in out:
+            out.append(label)
+    return out
