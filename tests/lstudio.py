@@ -1,10 +1,11 @@
 """A real Label Studio 1.23 for the tests: its own venv, started on loopback with SQLite.
 
-Use it from a test module with ``pytest_plugins = ["tests.lstudio"]`` (or import the
-fixtures) and mark the tests ``labelstudio``. The venv is cached at
-``~/.cache/labelengine/label-studio-1.23`` (first install ~50-85 s, then reused); the
-server starts once per session on a free port with a preset user and legacy API token
-(first start runs migrations, ~35 s) and is stopped with its whole process group.
+Use it from a test module with ``pytest_plugins = ["lstudio"]`` (tests/ is on the
+path: ``pythonpath`` in pyproject.toml) and mark the tests ``labelstudio``. The venv
+is cached at ``~/.cache/labelengine/label-studio-1.23`` (first install ~50-85 s, then
+reused); the server starts once per session on a free port with a preset user and
+legacy API token (first start runs migrations, ~35 s) and is stopped with its whole
+process group. A Label Studio that cannot be installed fails the tests, saying why.
 
 Settings that matter to the tests:
 
@@ -66,7 +67,7 @@ def free_port() -> int:
 def ensure_venv(venv: Path = LS_VENV) -> Path:
     """Install Label Studio into ``venv`` once (file-locked); returns its ``label-studio``.
 
-    Skips the calling test when the package index cannot be reached.
+    Fails the calling test, saying so, when the package index cannot be reached.
     """
     exe = venv / "bin" / "label-studio"
     marker = venv / ".installed"
@@ -87,7 +88,7 @@ def ensure_venv(venv: Path = LS_VENV) -> Path:
             if done.returncode != 0:
                 tail = (done.stdout + done.stderr)[-3000:]
                 if any(sign in tail for sign in _NO_NETWORK):
-                    pytest.skip(f"cannot install {LS_VERSION_PIN} (no package index?): {tail}")
+                    pytest.fail(f"cannot install {LS_VERSION_PIN} (no package index?): {tail}")
                 raise RuntimeError(f"{' '.join(step)} failed ({done.returncode}):\n{tail}")
         marker.write_text(f"installed in {time.monotonic() - started:.0f} s\n")
     return exe
