@@ -2,7 +2,7 @@
 
 The geometry (scale, rounding, centring, grey 114 padding, bilinear resize)
 is ultralytics' ``LetterBox``, so a model sees exactly the pixels it saw in
-``YOLO.predict``; ``tests/test_yolo.py`` checks this pixel for pixel.
+``YOLO.predict``; ``tests/models/test_letterbox.py`` checks this pixel for pixel.
 """
 
 from __future__ import annotations
