@@ -99,7 +99,10 @@ def main() -> None:
                 times["naive"].append(time_naive(weights, photos, base / "listing.txt"))
                 for executor in ("local", "ray"):
                     times[executor].append(time_job(base, photos, executor, run))
-            rows.append((photos, {k: float(np.median(v)) for k, v in times.items()}))
+            n = len(list(photos.iterdir()))
+            rows.append(
+                (f"{photos.name} ({n})", {k: float(np.median(v)) for k, v in times.items()})
+            )
     load_after = os.getloadavg()
     print(
         f"Cold pre-label, fresh processes end to end, median of {args.rounds} interleaved "
@@ -108,10 +111,9 @@ def main() -> None:
     )
     print("| photos | naive script s | job, local s | job, ray s | local vs naive | ray vs naive |")
     print("|---|---:|---:|---:|---:|---:|")
-    for photos, med in rows:
-        n = len(list(photos.iterdir()))
+    for name, med in rows:
         print(
-            f"| {photos.name} ({n}) | {med['naive']:.1f} | {med['local']:.1f} | {med['ray']:.1f} "
+            f"| {name} | {med['naive']:.1f} | {med['local']:.1f} | {med['ray']:.1f} "
             f"| **{med['naive'] / med['local']:.2f}x** | {med['naive'] / med['ray']:.2f}x |"
         )
     big = rows[-1][1]

@@ -52,8 +52,12 @@ class PrelabelConfig(BaseModel):
     # local for at most local_max_items items when no cluster is configured, else ray.
     executor: Literal["auto", "ray", "local"] = "auto"
     local_max_items: int = Field(default=512, ge=0)
+    # Model replicas of the local executor: None / auto = one per CPU (one on a GPU).
+    local_workers: int | None = Field(default=None, gt=0)
 
-    @field_validator("num_model_actors", "actor_num_cpus", "torch_threads", mode="before")
+    @field_validator(
+        "num_model_actors", "actor_num_cpus", "torch_threads", "local_workers", mode="before"
+    )
     @classmethod
     def _auto_is_none(cls, value: Any) -> Any:
         """``auto`` (any case) means the same as ``null``: size from the cluster."""

@@ -139,6 +139,7 @@ def test_legacy_stored_config_runs_as_it_was_recorded() -> None:
         **LEGACY_STORED,
         "executor": "auto",
         "local_max_items": 512,
+        "local_workers": None,
     }
     # 1 actor x 1 CPU, all the cluster's CPUs as torch threads: the pre-auto rule
     assert actor_sizing(config, _cluster(2)) == ActorSizing(1, 1.0, 0, 2, ("torch_threads",))
