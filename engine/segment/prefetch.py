@@ -8,7 +8,9 @@ encode (the leased one first, then the next ones of the queue) and runs
 the embedding cache's single-flight ``get_or_compute`` makes a click that
 arrives mid-encode wait for that encode instead of starting a second one.
 A full queue drops the request (counted); every error is logged and
-counted, never raised to the client.
+counted, never raised to the client. ``close`` stops the worker between two
+items and waits for the one being encoded: a thread still inside torch when
+the interpreter exits aborts the process.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Prefetcher:
         # None stops the worker.
         self._requests: queue.Queue[tuple[Store, str] | None] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._outstanding = 0  # requests queued or being served
         self._counts = dict.fromkeys(
@@ -76,8 +79,9 @@ class Prefetcher:
         with self._lock:
             return self._outstanding == 0
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the worker after the request it is working on (pending ones are dropped)."""
+    def close(self, timeout_s: float = 300.0) -> None:
+        """Stop the worker once the item it is encoding is done (the rest are dropped)."""
+        self._stopping.set()
         with self._lock:
             thread = self._thread
         if thread is None:
@@ -91,6 +95,8 @@ class Prefetcher:
                 self._outstanding -= 1
         self._requests.put(None)
         thread.join(timeout_s)
+        if thread.is_alive():  # pragma: no cover - an encode hung for minutes
+            log.error("prefetch: the worker did not stop within %gs", timeout_s)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -116,6 +122,8 @@ class Prefetcher:
             return
         self._count("planned", len(item_ids))
         for planned in item_ids:
+            if self._stopping.is_set():
+                return
             try:
                 outcome = self._ensure(store, planned)
             except Exception as exc:
