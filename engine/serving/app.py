@@ -204,11 +204,18 @@ def _token_docs(app: FastAPI) -> None:
 
 
 def _preload(app: FastAPI) -> None:
-    """Load the Label Studio detector and tagger; a failure is logged, not fatal.
+    """Load the detector, the tagger and the interactive segmenter; a failure is logged,
+    not fatal (the model loads on first use, or its route answers 503 naming the fix).
 
-    The segmenter stays lazy: once loaded it starts prefetching queued images.
+    Label Studio gives ``/setup`` about 3 s, which a segmenter built on a mask
+    project's first ``/setup`` can miss on a busy machine; and the first click
+    should pay the encoder, not the model load.
     """
     app.state.models.load_all()
+    try:
+        app.state.segmenter.model  # noqa: B018  (builds it)
+    except Exception as exc:  # startup goes on; /interactive and /setup report it
+        log.error("cannot load the interactive segmenter: %s", exc)
 
 
 def _attach_store(app: FastAPI, settings: Settings, store: Store) -> None:
