@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -128,11 +129,16 @@ def _image_item(
 
 
 def _jsonl_rows(path: Path, report: IngestReport) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            where = f"{path}:{line_no}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                report.errors.append((where, f"not UTF-8 (byte {exc.start + 1} of the line)"))
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{line_no}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -145,9 +151,14 @@ def _jsonl_rows(path: Path, report: IngestReport) -> Iterator[tuple[str, dict[st
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        for line_no, row in enumerate(csv.DictReader(handle), start=2):
-            yield f"{path}:{line_no}", dict(row)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a quoted field may span lines: the file must decode
+        line_no = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line_no}: not UTF-8; save the manifest as UTF-8") from exc
+    for line_no, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        yield f"{path}:{line_no}", dict(row)
 
 
 def _manifest_rows(

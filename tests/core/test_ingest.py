@@ -70,3 +70,22 @@ def test_paths_outside_the_roots_are_refused(tmp_path: Path, store: Store) -> No
     assert report.added == 0
     assert all("outside the data roots" in message for _, message in report.errors)
     assert len(report.errors) == 2
+
+
+def test_a_manifest_line_that_is_not_utf8_is_named_and_the_rest_ingested(
+    tmp_path: Path, store: Store
+) -> None:
+    manifest = tmp_path / "texts.jsonl"
+    good = [json.dumps({"text": f"sentence {i}", "id": f"t{i}"}).encode() for i in range(3)]
+    manifest.write_bytes(good[0] + b"\n" + b'{"text": "caf\xe9"}\n' + good[1] + b"\n" + good[2])
+    report = ingest(store, str(manifest), [tmp_path])
+    assert report.added == 3
+    assert report.errors == [(f"{manifest}:2", "not UTF-8 (byte 14 of the line)")]
+
+
+def test_a_csv_manifest_that_is_not_utf8_names_file_and_line(tmp_path: Path, store: Store) -> None:
+    manifest = tmp_path / "texts.csv"
+    manifest.write_bytes(b"id,text\nt1,hello\nt2,caf\xe9\n")
+    with pytest.raises(ValueError, match=rf"{manifest}:3: not UTF-8"):
+        ingest(store, str(manifest), [tmp_path])
+    assert store.count_items() == 0
