@@ -66,7 +66,10 @@ async def _weights_missing(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _value_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": str(exc) or "invalid value"})
+    # The same shape as a request validation error: the value is fine field by field.
+    return JSONResponse(
+        status_code=422, content={"detail": str(exc) or "invalid value", "errors": []}
+    )
 
 
 async def _path_not_allowed(request: Request, exc: Exception) -> JSONResponse:

@@ -133,6 +133,21 @@ def test_item_query_validation_is_a_readable_422(client: TestClient) -> None:
     }
 
 
+def test_an_offset_past_64_bits_and_a_bad_value_are_422_in_the_documented_shape(
+    client: TestClient,
+) -> None:
+    """Found by fuzzing: a huge offset was a 500; a ValueError's 422 lacked ``errors``."""
+    huge = client.get("/items", params={"offset": 7933260198177228493936394240})
+    assert huge.status_code == 422 and huge.json()["errors"][0]["loc"] == ["query", "offset"]
+    assert client.get("/items", params={"offset": 2**63 - 1}).json()["items"] == []
+    empty_label = client.post("/queue/next", json={"label": ""})
+    assert empty_label.status_code == 422
+    assert empty_label.json() == {
+        "detail": "label filter must be non-empty when given",
+        "errors": [],
+    }
+
+
 def test_unknown_item_is_404_with_a_message(client: TestClient) -> None:
     for url in ("/items/missing", "/items/missing/image", "/items/missing/suggestions"):
         response = client.get(url)

@@ -15,6 +15,8 @@ from engine.serving.schemas.items import ItemOut, ItemPageOut
 from engine.types import ItemKind
 
 log = logging.getLogger(__name__)
+MAX_OFFSET = 2**63 - 1  # what SQLite and PostgreSQL take as OFFSET
+
 router = APIRouter(prefix="/items", tags=["items"])
 
 ItemId = Annotated[str, Path(min_length=1, max_length=128, description="the item's id")]
@@ -53,7 +55,9 @@ def image_media_type(data: bytes, uri: str) -> str:
 )
 def list_items(
     store: StoreDep,
-    offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="items to skip (a 64-bit integer)")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     kind: Annotated[ItemKind | None, Query(description="only images or only texts")] = None,
 ) -> ItemPageOut:
