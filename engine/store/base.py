@@ -120,9 +120,14 @@ class StoreCore:
         return StoreHealth(int(version), int(n_items), int(n_predictions))
 
     def _insert_ignore(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> int:
-        """Insert rows, skipping those whose key exists; returns how many were new."""
+        """Insert rows, skipping those whose key exists; returns how many were new.
+
+        Counted from ``RETURNING``: a many-row insert's ``rowcount`` is -1 on
+        PostgreSQL (psycopg), which ``ingest`` then printed as "-1 new".
+        """
         if not rows:
             return 0
         dialect = sqlite if self.dialect == "sqlite" else postgresql
-        stmt = dialect.insert(table).on_conflict_do_nothing()
-        return int(conn.execute(stmt, rows).rowcount or 0)
+        key = list(table.primary_key.columns)
+        stmt = dialect.insert(table).on_conflict_do_nothing().returning(*key)
+        return len(conn.execute(stmt, rows).all())

@@ -111,3 +111,15 @@ def test_postgres_routing_round_trip(pg_store: Store) -> None:
     assert lease is not None and lease.item_id == "item-001"  # the cat item left the queue
     reverted = routing.revert_machine_labels(pg_store)
     assert (reverted.suggestions, reverted.items) == (1, 1)
+
+
+def test_insert_if_new_counts_rows_on_postgresql(pg_store: Store) -> None:
+    """``ingest`` printed "-1 new" on PostgreSQL: a many-row insert's rowcount is -1."""
+    from engine.types import Item
+
+    items = [Item(f"t{i}", "text", text=f"text {i}") for i in range(5)]
+    assert pg_store.add_items(items[:3], [None] * 3) == 3
+    assert pg_store.add_items(items, [None] * 5) == 2  # three were there already
+    job = pg_store.create_job("prelabel", {})
+    errors = [("t1", "bad"), ("t1", "bad"), ("t2", "bad")]
+    assert pg_store.record_job_errors(job.job_id, errors) == 2
