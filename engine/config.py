@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # starts its own node and outlives a server restart.
     warm_ray: bool = False
     lease_seconds: float = Field(default=600.0, gt=0)
+    # Share of leases that try a gold item first (engine.quality.consensus), when any.
+    gold_rate: float = Field(default=0.05, ge=0, le=1)
     default_detector: str = "yolo11n"
     interactive_model: str = "litemedsam"
     default_tagger: str = "spacy-sm"  # text projects (Label Studio /predict, text jobs)

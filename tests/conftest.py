@@ -3,7 +3,8 @@
 Fixtures: ``settings`` and a real SQLite ``store`` in a temporary folder, the
 API's bearer header (``auth``) and a ``client`` of the app on them, a tiny random
 LiteMedSAM (``tiny_sam``), and ONE embedded Ray node for the whole session
-(``ray_cluster``).
+(``ray_cluster``); a real PostgreSQL server for the session (``postgres_server``,
+pgserver) with a fresh database and ``pg_store`` per test.
 
 Rules (hooks below):
 
@@ -18,6 +19,7 @@ Rules (hooks below):
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -52,6 +54,41 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
     store = Store(settings.resolved_database_url)
+    yield store
+    store.close()
+
+
+_database_names = (f"engine_test_{i}" for i in itertools.count())
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    try:
+        import pgserver
+    except ImportError as exc:
+        pytest.fail(f"pgserver is not installed ({exc}); `pip install pgserver` to run these")
+    pgdata: Path = tmp_path_factory.mktemp("pgdata")
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    except Exception as exc:  # any failure to start means "no server here", said plainly
+        pytest.fail(f"PostgreSQL (pgserver) could not start in {pgdata}: {exc!r}")
+    # A throwaway cluster: durability is irrelevant, and without fsync it stops in
+    # a fraction of a second instead of ~5 s of shutdown checkpoint.
+    server.psql(
+        "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; "
+        "SELECT pg_reload_conf();"
+    )
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_store(postgres_server: Any) -> Iterator[Store]:
+    name = next(_database_names)
+    postgres_server.psql(f"CREATE DATABASE {name};")
+    uri: str = postgres_server.get_uri(name)
+    store = Store(uri.replace("postgresql://", "postgresql+psycopg://", 1))
+    assert store.dialect == "postgresql"
     yield store
     store.close()
 

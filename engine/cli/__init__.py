@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from engine.cli import data, jobs, labelstudio, models, node, review, serve, users
+from engine.cli import data, jobs, labelstudio, models, node, quality, review, serve, users
 from engine.cli.common import console
 from engine.config import ConfigError
 
@@ -38,6 +38,8 @@ app.command("export")(data.export_labels)
 app.command()(labelstudio.connect)
 app.add_typer(users.users_app, name="users")
 app.add_typer(node.ray_app, name="ray")
+app.add_typer(quality.quality_app, name="quality")
+app.add_typer(quality.report_app, name="report")
 
 
 def main() -> None:

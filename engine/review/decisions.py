@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from engine.quality import consensus
 from engine.review.queue import QueueEffect, after_feedback, check_not_held
 from engine.store import FeedbackRecord, Store
 from engine.types import Box, Feedback, Item, Mask, Region, Span
@@ -68,10 +69,13 @@ def record_decision(
     item = store.get_item(feedback.item_id)
     if respect_leases:
         check_not_held(store, item.item_id, feedback.annotator)
+        consensus.check_may_decide(store, item.item_id, feedback.annotator)
     check_region_fits(item, feedback.region)
     if feedback.suggestion_id is not None:
         suggestion = store.get_suggestion(feedback.suggestion_id)
         if not feedback.model_version:
             feedback = replace(feedback, model_version=suggestion.suggestion.model_version)
     record = store.record_feedback(feedback)
-    return Decision(record, after_feedback(store, record, skip_factor=skip_factor))
+    effect = after_feedback(store, record, skip_factor=skip_factor)
+    consensus.after_decision(store, record)
+    return Decision(record, effect)

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
+from engine.quality import consensus
 from engine.store import FeedbackRecord, Lease, NotFoundError, QueueFilter, Store
 
 QueueEffect = Literal["none", "lowered", "requeued", "confirmed"]
@@ -63,9 +64,13 @@ def next_item(
     label: str | None = None,
     label_threshold: float = 0.0,
     job_id: str | None = None,
+    gold_rate: float = 0.0,
     now: float | None = None,
 ) -> Lease | None:
     """Lease the best servable item to ``annotator``; ``None`` when nothing matches.
+
+    Without filters, consensus and gold items take part (``engine.quality.consensus``):
+    with probability ``gold_rate`` a gold item the person has not had comes first.
 
     Filters (all optional, combined with AND): ``model_version`` — the item's
     score comes from that model version; ``label`` — the item has a
@@ -83,7 +88,8 @@ def next_item(
     if label is not None and not label:
         raise ValueError("label filter must be non-empty when given")
     where = QueueFilter(model_version, label, label_threshold, job_id)
-    return store.lease_next(annotator, lease_seconds, where, now)
+    gold = consensus.wants_gold(gold_rate)
+    return store.lease_next(annotator, lease_seconds, where, now, gold_first=gold)
 
 
 def heartbeat(
@@ -92,9 +98,11 @@ def heartbeat(
     """Extend a live lease held by ``annotator``; a lost lease is a ``LookupError``."""
     _check_lease_seconds(lease_seconds)
     clock = time.time() if now is None else now
-    if not store.extend_lease(item_id, annotator, clock + lease_seconds, clock):
-        raise NotFoundError(f"{annotator!r} holds no live lease on item {item_id!r}")
-    return store.lease_of(item_id)
+    if store.extend_lease(item_id, annotator, clock + lease_seconds, clock):
+        return store.lease_of(item_id)
+    if store.extend_assignment(item_id, annotator, clock + lease_seconds, clock):
+        return Lease(item_id, annotator, clock + lease_seconds, store.item_score(item_id))
+    raise NotFoundError(f"{annotator!r} holds no live lease on item {item_id!r}")
 
 
 def check_not_held(store: Store, item_id: str, who: str, *, now: float | None = None) -> None:
@@ -111,7 +119,9 @@ def check_not_held(store: Store, item_id: str, who: str, *, now: float | None = 
 
 def release(store: Store, item_id: str, annotator: str) -> bool:
     """Give a lease back without feedback; returns whether one was held."""
-    return store.release_lease(item_id, annotator)
+    if store.release_lease(item_id, annotator):
+        return True
+    return store.release_assignment(item_id, annotator)
 
 
 def rescore(

@@ -36,6 +36,7 @@ from engine.serving.routes import (
     labelstudio,
     page,
     people,
+    quality,
     queue,
     suggestions,
 )
@@ -67,6 +68,10 @@ TAGS = [
     {"name": "queue", "description": "Items leased to annotators, most useful first."},
     {"name": "people", "description": "Who the token is; people and their roles (admin)."},
     {"name": "jobs", "description": "Background pre-label jobs and their progress."},
+    {
+        "name": "quality",
+        "description": "Consensus, gold, the reviewer queue and the quality report (reviewers).",
+    },
     {"name": "interactive", "description": "Click-to-segment: cached embedding, decoder only."},
     {
         "name": "labelstudio",
@@ -91,6 +96,7 @@ ROUTER_ROLES = (
     (feedback, "annotator"),
     (queue, "annotator"),
     (interactive, "annotator"),
+    (quality, "reviewer"),
     (jobs, "admin"),
 )
 

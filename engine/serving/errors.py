@@ -1,7 +1,8 @@
 """Exception handlers: every error is JSON ``{"detail": "..."}`` a person can act on.
 
 Bad input is a 4xx, never a 5xx: ``NotFoundError`` -> 404, ``ValueError`` ->
-422, ``PathNotAllowedError`` -> 403, ``LeaseHeldError`` -> 409, missing or
+422, ``PathNotAllowedError`` -> 403, ``LeaseHeldError``, ``NotAssignedError`` and
+``QualityStateError`` -> 409, missing or
 corrupt weights (``AssetError``) -> 503 naming ``labelengine models pull NAME``,
 request validation -> 422 listing each field. Anything else is a 500 with a generic
 message; the stack trace goes to the log, never into the response.
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from engine.assets import AssetError
 from engine.paths import PathNotAllowedError
+from engine.quality.consensus import NotAssignedError, QualityStateError
 from engine.review.queue import LeaseHeldError
 from engine.store import NotFoundError
 
@@ -100,6 +102,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(PathNotAllowedError, _path_not_allowed)
     app.add_exception_handler(LeaseHeldError, _lease_held)
+    app.add_exception_handler(NotAssignedError, _lease_held)
+    app.add_exception_handler(QualityStateError, _lease_held)
     app.add_exception_handler(AssetError, _weights_missing)
     app.add_exception_handler(ValueError, _value_error)
     # A pydantic error raised inside a route is a server bug, not bad input:

@@ -5,7 +5,8 @@ retry is plausible: re-ingesting an item, writing a prediction that already
 exists for the same model version, posting feedback with the same client key.
 ``Store`` is the query mixins of this package together, one file per concern:
 ``items``, ``predictions``, ``feedback``, ``jobs``, ``queue``, ``routing`` and
-``labels`` (the labels after review), ``users``, over ``base.StoreCore`` and ``schema``.
+``labels`` (the labels after review), ``users``, ``consensus`` (quality items),
+over ``base.StoreCore`` and ``schema``.
 No other package imports SQLAlchemy.
 """
 
@@ -16,12 +17,14 @@ from engine.store.jobs import FINAL_STATES, JOB_STATES, JobQueries, JobState
 from engine.store.labels import ItemLabels, LabelQueries, LabelSource, ReviewedLabel
 from engine.store.queue import QueueFilter, QueueQueries
 from engine.store.records import (
+    Assignment,
     ClickTarget,
     FeedbackRecord,
     ImageRow,
     JobError,
     JobRecord,
     Lease,
+    QualityItem,
     SuggestionRecord,
     UserRecord,
     Verdict,
@@ -34,6 +37,7 @@ __all__ = [
     "JOB_STATES",
     "MACHINE_ACCEPTED",
     "PENDING",
+    "Assignment",
     "ClickTarget",
     "FeedbackRecord",
     "ImageRow",
@@ -44,6 +48,7 @@ __all__ = [
     "LabelSource",
     "Lease",
     "NotFoundError",
+    "QualityItem",
     "QueueFilter",
     "ReviewedLabel",
     "Store",

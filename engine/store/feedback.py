@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.store import schema as t
+from engine.store.consensus import is_quality_item, record_assignment_decision
 from engine.store.predictions import PredictionQueries
 from engine.store.records import FeedbackRecord, Verdict, feedback_of
 from engine.types import Feedback
@@ -60,6 +61,11 @@ class FeedbackQueries(PredictionQueries):
                 created_at=fb.created_at,
             )
         )
+        if is_quality_item(conn, fb.item_id):
+            # Consensus / gold: each person's decision stays theirs (no shared status).
+            if fb.suggestion_id is None:
+                record_assignment_decision(conn, fb.item_id, fb.annotator, fb.action)
+            return int(result.inserted_primary_key[0])
         status = STATUS_OF_ACTION.get(fb.action)
         if fb.suggestion_id is not None and status is not None:
             conn.execute(
@@ -104,6 +110,8 @@ class FeedbackQueries(PredictionQueries):
             if not rows:
                 return 0
             conn.execute(delete(t.feedback).where(*where))
+            withdrawn = len(rows)
+            rows = [r for r in rows if not is_quality_item(conn, r.item_id)]
             for suggestion_id in {r.suggestion_id for r in rows if r.suggestion_id is not None}:
                 latest = conn.execute(
                     select(f.action)
@@ -127,7 +135,7 @@ class FeedbackQueries(PredictionQueries):
                     .where(t.items.c.item_id == item_id)
                     .values(labeled=or_(t.items.c.machine_labeled == true(), decided))
                 )
-        return len(rows)
+        return withdrawn
 
     def feedback_for(self, item_id: str) -> list[FeedbackRecord]:
         with self.engine.connect() as conn:
@@ -147,6 +155,19 @@ class FeedbackQueries(PredictionQueries):
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def feedback_between(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Feedback]:
+        """Every decision recorded in ``[since, until)``, oldest first."""
+        f = t.feedback.c
+        query = select(t.feedback).order_by(f.feedback_id)
+        if since is not None:
+            query = query.where(f.created_at >= since)
+        if until is not None:
+            query = query.where(f.created_at < until)
+        with self.engine.connect() as conn:
+            return [feedback_of(row) for row in conn.execute(query)]
+
     def verdicts(self, *, model_version: str | None = None) -> list[Verdict]:
         """The latest accept / edit / reject on every suggestion a person judged, by id.
 
@@ -154,8 +175,9 @@ class FeedbackQueries(PredictionQueries):
         """
         f, s = t.feedback.c, t.suggestions.c
         query = (
-            select(f.suggestion_id, f.action, f.label, f.region, s.score)
+            select(f.suggestion_id, f.action, f.label, f.region, s.score, f.annotator)
             .add_columns(s.label.label("s_label"), s.region.label("s_region"))
+            .add_columns(s.model_version)
             .join_from(t.feedback, t.suggestions, f.suggestion_id == s.suggestion_id)
             .where(f.action.in_(list(STATUS_OF_ACTION)))
             .order_by(f.feedback_id)
@@ -173,5 +195,7 @@ class FeedbackQueries(PredictionQueries):
                     row.s_label,
                     row.s_region,
                     float(row.score),
+                    row.model_version,
+                    row.annotator,
                 )
         return [latest[k] for k in sorted(latest)]

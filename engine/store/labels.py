@@ -27,15 +27,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from engine.store.base import NotFoundError
+from engine.store.consensus import ConsensusQueries
 from engine.store.feedback import FeedbackQueries
-from engine.store.records import FeedbackRecord, SuggestionRecord
-from engine.types import Feedback, Item, Region
+from engine.store.records import FeedbackRecord, QualityItem, SuggestionRecord
+from engine.types import Feedback, Item, Region, region_from_dict
 
 LabelSource = Literal[
-    "accepted", "edited", "machine_accepted", "item_accepted", "pending", "feedback"
+    "accepted",
+    "edited",
+    "machine_accepted",
+    "item_accepted",
+    "pending",
+    "feedback",
+    "consensus",  # a quality item's final label: every one of its k people agreed
+    "reviewer",  # a quality item's final label, picked or merged by a reviewer
+    "gold",  # a gold item's known label
 ]
 _BY_STATUS: dict[str, LabelSource] = {
     "accepted": "accepted",
@@ -75,11 +84,18 @@ class ItemLabels:
     reviewed: bool = False  # any decision other than skip
 
 
-class LabelQueries(FeedbackQueries):
+class LabelQueries(FeedbackQueries, ConsensusQueries):
     def item_labels(
         self, item: Item, *, include_suggestions: bool = False, min_score: float = 0.0
     ) -> ItemLabels:
-        """The item's labels after review (rules in the module docstring)."""
+        """The item's labels after review (rules in the module docstring).
+
+        A quality item (consensus or gold) has its final labels only, once it has
+        them, whatever its people decided one by one.
+        """
+        quality = self.quality_item(item.item_id)
+        if quality is not None:
+            return self._final_labels(item, quality)
         feedback = self.feedback_for(item.item_id)
         finishing = [
             r.feedback.action
@@ -100,6 +116,43 @@ class LabelQueries(FeedbackQueries):
         )
         reviewed = any(r.feedback.action != "skip" for r in feedback)
         return ItemLabels(item, tuple(kept), self.item_score(item.item_id), decision, reviewed)
+
+    def _final_labels(self, item: Item, quality: QualityItem) -> ItemLabels:
+        score = self.item_score(item.item_id)
+        if quality.state != "final":
+            return ItemLabels(item, (), score)
+        source = cast(LabelSource, quality.resolution or "consensus")
+        labels = tuple(
+            ReviewedLabel(str(d["label"]), region_from_dict(d.get("region")), 1.0, source)
+            for d in quality.final_labels
+        )
+        return ItemLabels(item, labels, score, "accept", True)
+
+    def person_labels(self, item: Item, annotator: str) -> tuple[ReviewedLabel, ...]:
+        """The labels ``annotator`` alone gave the item, by the rules of the module
+        docstring applied to their own decisions only (what consensus compares)."""
+        feedback = self.feedback_for(item.item_id)
+        mine = [r.feedback for r in feedback if r.feedback.annotator == annotator]
+        finishing = [f.action for f in mine if f.suggestion_id is None and f.action in _FINISHING]
+        decision = finishing[-1] if finishing else None
+        latest: dict[int, Feedback] = {}
+        for f in mine:
+            if f.suggestion_id is not None:
+                latest[f.suggestion_id] = f
+        labels: list[ReviewedLabel] = []
+        for record in self.suggestions_for(item.item_id):
+            verdict = latest.get(record.suggestion_id)
+            if verdict is None and decision == "accept":
+                labels.append(_label(record, "item_accepted", None))
+            elif verdict is not None and verdict.action in ("accept", "edit"):
+                source: LabelSource = "edited" if verdict.action == "edit" else "accepted"
+                labels.append(_label(record, source, verdict))
+        labels.extend(
+            ReviewedLabel(f.label, f.region, 1.0, "feedback", f.model_version)
+            for f in mine
+            if f.suggestion_id is None and f.action in ("accept", "edit") and f.label
+        )
+        return tuple(labels)
 
     def labeled_items(
         self, *, include_suggestions: bool = False, min_score: float = 0.0

@@ -46,7 +46,8 @@ from sqlalchemy import (
 )
 
 from engine.store import schema as t
-from engine.store.base import NotFoundError, StoreCore
+from engine.store.base import NotFoundError
+from engine.store.consensus import ConsensusQueries
 from engine.store.records import ImageRow, Lease
 
 _MAX_CLAIM_ATTEMPTS = 5
@@ -84,6 +85,12 @@ def _ready() -> ColumnElement[bool]:
     return and_(_ITEM.labeled == false(), _ITEM.score.is_not(None))
 
 
+def _single() -> ColumnElement[bool]:
+    """Not a quality item: those are handed out by ``engine.store.consensus``."""
+    q = t.quality_items.c
+    return ~exists().where(q.item_id == _ITEM.item_id)
+
+
 def _filters(by_version: bool, by_label: bool, by_job: bool) -> list[ColumnElement[bool]]:
     """Extra conditions on ``items`` for a filtered queue (values bound at execution)."""
     clauses: list[ColumnElement[bool]] = []
@@ -114,6 +121,7 @@ def _filters(by_version: bool, by_label: bool, by_job: bool) -> list[ColumnEleme
 class _Statements:
     held: Any  # the annotator's live lease matching the filters, best first
     candidate: Any  # the best free item matching the filters
+    scored: Any  # that item's score
     claim: Any  # lease that item in one compare-and-set UPDATE ... RETURNING
 
 
@@ -133,32 +141,51 @@ def statements(by_version: bool, by_label: bool, by_job: bool) -> _Statements:
         .order_by(*order)
         .limit(1)
     )
-    candidate = select(_ITEM.item_id).where(_ready(), _free(), *filters).order_by(*order).limit(1)
+    servable = (_ready(), _free(), _single(), *filters)
+    candidate = select(_ITEM.item_id).where(*servable).order_by(*order).limit(1)
+    scored = select(_ITEM.score).where(*servable).order_by(*order).limit(1)
     best = candidate.with_for_update(skip_locked=True).scalar_subquery()
     claim = (
         update(t.items)
-        .where(_ITEM.item_id == best, _ready(), _free())
+        .where(_ITEM.item_id == best, _ready(), _free(), _single())
         .values(leased_by=bindparam("b_annotator"), lease_expires_at=bindparam("b_expires_at"))
         .returning(*_LEASE_COLUMNS)
     )
-    return _Statements(held, candidate, claim)
+    return _Statements(held, candidate, scored, claim)
 
 
-class QueueQueries(StoreCore):
+class QueueQueries(ConsensusQueries):
     def lease_next(
-        self, annotator: str, lease_seconds: float, where: QueueFilter, now: float | None
+        self,
+        annotator: str,
+        lease_seconds: float,
+        where: QueueFilter,
+        now: float | None,
+        *,
+        gold_first: bool = False,
     ) -> Lease | None:
-        """The annotator's live lease matching ``where``, else a newly claimed item."""
+        """The annotator's live lease matching ``where``, else a newly claimed item.
+
+        Without filters, quality items (``engine.store.consensus``) take part: a held
+        assignment comes back first; ``gold_first`` tries a gold item the person has
+        not had; an overlap item is claimed when it ranks at least as high as the
+        best single-person item.
+        """
         stmts = statements(
             where.model_version is not None, where.label is not None, where.job_id is not None
         )
         params: dict[str, Any] = {"b_annotator": annotator, **where.params()}
+        unfiltered = not where.params()
         for _ in range(_MAX_CLAIM_ATTEMPTS):
             params["now"] = clock = time.time() if now is None else now
             with self.engine.connect() as conn:
                 held = conn.execute(stmts.held, params).first()
             if held is not None:
                 return Lease(*held)
+            if unfiltered and self.has_quality_items():
+                quality = self._quality_lease(stmts, params, lease_seconds, gold_first)
+                if quality is not None:
+                    return quality
             with self.engine.begin() as conn:
                 row = conn.execute(stmts.claim, {**params, "b_expires_at": clock + lease_seconds})
                 claimed = row.first()
@@ -170,6 +197,26 @@ class QueueQueries(StoreCore):
                 if conn.execute(stmts.candidate, params).first() is None:
                     return None
         return None
+
+    def _quality_lease(
+        self, stmts: _Statements, params: dict[str, Any], lease_seconds: float, gold_first: bool
+    ) -> Lease | None:
+        annotator, clock = str(params["b_annotator"]), float(params["now"])
+        held = self.held_assignment(annotator, clock)
+        if held is not None:
+            return held
+        if gold_first:
+            gold = self.claim_quality(annotator, "gold", lease_seconds, clock)
+            if gold is not None:
+                return gold
+        overlap = self.quality_candidate(annotator, "overlap", clock)
+        if overlap is None:
+            return None
+        with self.engine.connect() as conn:
+            single = conn.execute(stmts.scored, params).first()
+        if single is not None and (overlap[1] is None or overlap[1] < single[0]):
+            return None
+        return self.claim_quality(annotator, "overlap", lease_seconds, clock)
 
     def lease_of(self, item_id: str) -> Lease:
         """The item's lease columns as they are (holder and expiry may be ``None``)."""

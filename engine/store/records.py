@@ -106,6 +106,8 @@ class Verdict:
     suggested_label: str
     suggested_region: dict[str, Any] | None
     score: float
+    model_version: str | None = None  # the suggestion's
+    annotator: str | None = None
 
 
 def item_of(row: Any) -> Item:
@@ -164,3 +166,52 @@ def job_of(row: Any) -> JobRecord:
 def user_of(row: Any) -> UserRecord:
     revoked = None if row.revoked_at is None else aware(row.revoked_at)
     return UserRecord(row.name, row.role, aware(row.created_at), revoked)
+
+
+@dataclass(frozen=True)
+class QualityItem:
+    """An item under consensus (``overlap``) or a gold item (see ``schema.quality_items``)."""
+
+    item_id: str
+    role: str  # overlap | gold
+    k: int | None
+    state: str  # open | review | final
+    final_labels: tuple[dict[str, Any], ...]  # {"label": str, "region": dict | None}
+    resolution: str | None  # consensus | reviewer | gold
+    resolved_by: str | None
+    batch: str | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One person's hold on, or finished work on, a quality item."""
+
+    item_id: str
+    annotator: str
+    slot: int | None
+    leased_at: float  # epoch seconds
+    expires_at: float
+    done_at: float | None
+
+
+def quality_item_of(row: Any) -> QualityItem:
+    return QualityItem(
+        item_id=row.item_id,
+        role=row.role,
+        k=row.k,
+        state=row.state,
+        final_labels=tuple(row.final_labels or ()),
+        resolution=row.resolution,
+        resolved_by=row.resolved_by,
+        batch=row.batch,
+        created_at=aware(row.created_at),
+        resolved_at=None if row.resolved_at is None else aware(row.resolved_at),
+    )
+
+
+def assignment_of(row: Any) -> Assignment:
+    return Assignment(
+        row.item_id, row.annotator, row.slot, row.leased_at, row.expires_at, row.done_at
+    )

@@ -86,8 +86,10 @@ class RoutingQueries(StoreCore):
 def _accept(
     conn: Any, clauses: list[ColumnElement[bool]], chunk: list[str] | None, version: str | None
 ) -> int:
-    s = t.suggestions.c
-    where = [s.status == PENDING, or_(*clauses)]
+    s, q = t.suggestions.c, t.quality_items.c
+    # Consensus and gold items are people's work, never the machine's.
+    not_quality = ~exists().where(q.item_id == s.item_id)
+    where = [s.status == PENDING, or_(*clauses), not_quality]
     if chunk is not None:
         where.append(s.item_id.in_(chunk))
     if version is not None:  # the suggestion's own model, or the prediction's (chained)

@@ -176,3 +176,41 @@ users = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+# Items under consensus (role ``overlap``: k distinct people each label it) or gold
+# (role ``gold``: known labels, served to every annotator once, scoring the person).
+# New tables, so no schema bump (see the module docstring). engine.quality.consensus
+# is the policy; a quality item never goes through the single-person claim.
+quality_items = Table(
+    "quality_items",
+    metadata,
+    Column("item_id", String(128), ForeignKey("items.item_id"), primary_key=True),
+    Column("role", String(16), nullable=False),  # overlap | gold
+    Column("k", Integer),  # people per overlap item; null for gold (everyone, once)
+    Column("state", String(16), nullable=False),  # open | review | final
+    Column("final_labels", JSON),  # [{"label": ..., "region": {...} | null}, ...]
+    Column("resolution", String(16)),  # consensus | reviewer | gold
+    Column("resolved_by", String(128)),
+    Column("batch", String(64)),  # calibration batch id, null for the regular backlog
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index("ix_quality_role_state", "role", "state"),
+)
+
+# Who holds or finished a quality item. ``slot`` numbers an overlap item's k places
+# (unique per item, so no more than k people can ever hold or finish it, on either
+# database); gold assignments have no slot. One row per (item, person): never twice.
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("assignment_id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(128), ForeignKey("items.item_id"), nullable=False),
+    Column("annotator", String(128), nullable=False),
+    Column("slot", Integer),
+    Column("leased_at", Float, nullable=False),  # epoch seconds
+    Column("expires_at", Float, nullable=False),
+    Column("done_at", Float),
+    UniqueConstraint("item_id", "annotator", name="uq_assignment_item_annotator"),
+    UniqueConstraint("item_id", "slot", name="uq_assignment_item_slot"),
+    Index("ix_assignments_annotator", "annotator"),
+)

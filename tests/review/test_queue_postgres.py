@@ -1,18 +1,15 @@
 """The queue against a real PostgreSQL server started by the test (``pgserver``).
 
 ``pgserver`` (PyPI) ships self-contained PostgreSQL binaries; the session
-fixture initialises a cluster in a temporary folder, listens on a Unix socket
-there and stops it at the end. Each test gets a fresh database. The tests fail,
-with the reason, when the server cannot be started here.
+fixture (``postgres_server``, ``pg_store`` in conftest) initialises a cluster in a
+temporary folder, listens on a Unix socket there and stops it at the end. Each test
+gets a fresh database. The tests fail, with the reason, when the server cannot be
+started here.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -27,41 +24,6 @@ pytestmark = [
     # pgserver asks platformdirs for a runtime dir; CI has no XDG_RUNTIME_DIR (harmless).
     pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR"),
 ]
-
-_database_names = (f"queue_test_{i}" for i in itertools.count())
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    try:
-        import pgserver
-    except ImportError as exc:
-        pytest.fail(f"pgserver is not installed ({exc}); `pip install pgserver` to run these")
-    pgdata: Path = tmp_path_factory.mktemp("pgdata")
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    except Exception as exc:  # any failure to start means "no server here", said plainly
-        pytest.fail(f"PostgreSQL (pgserver) could not start in {pgdata}: {exc!r}")
-    # A throwaway cluster: durability is irrelevant, and without fsync it stops in
-    # a fraction of a second instead of ~5 s of shutdown checkpoint.
-    server.psql(
-        "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; "
-        "SELECT pg_reload_conf();"
-    )
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture
-def pg_store(postgres_server: Any) -> Iterator[Store]:
-    name = next(_database_names)
-    postgres_server.psql(f"CREATE DATABASE {name};")
-    uri: str = postgres_server.get_uri(name)
-    store = Store(uri.replace("postgresql://", "postgresql+psycopg://", 1))
-    assert store.dialect == "postgresql"
-    yield store
-    store.close()
-
 
 def test_postgres_serves_in_score_order_with_filters(pg_store: Store) -> None:
     scored_items(pg_store, [0.9, 0.8, 0.3, 0.4], labels=["cat", "dog", "cat", "cat"])

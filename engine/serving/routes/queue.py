@@ -47,6 +47,7 @@ def next_item(
         label=body.label,
         label_threshold=body.label_threshold,
         job_id=body.job_id,
+        gold_rate=settings.gold_rate,
     )
     if lease is None:
         return Response(status_code=204)
