@@ -40,6 +40,7 @@ app.add_typer(users.users_app, name="users")
 app.add_typer(node.ray_app, name="ray")
 app.add_typer(quality.quality_app, name="quality")
 app.add_typer(quality.report_app, name="report")
+app.add_typer(quality.batch_app, name="batch")
 
 
 def main() -> None:

@@ -14,6 +14,9 @@ quality_app = typer.Typer(
     no_args_is_help=True, help="Consensus (overlap) and gold items, the reviewer queue."
 )
 report_app = typer.Typer(no_args_is_help=True, help="Reports: quality.")
+batch_app = typer.Typer(
+    no_args_is_help=True, help="Calibration batches: open one, see where people disagree, close."
+)
 
 
 def _store(config: Any) -> Any:
@@ -127,3 +130,67 @@ def report_quality(
             f"[bold yellow]needs attention[/] (below 0.6): classes {attention['classes']}, "
             f"people {attention['people']} - clarify the instructions before going on"
         )
+
+
+@batch_app.command("calibration")
+def batch_calibration(
+    size: Annotated[int, typer.Option(min=1, help="Items in the batch.")] = 50,
+    k: Annotated[
+        int | None, typer.Option(min=2, help="People per item (default: every annotator).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the stratified draw.")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """Open a calibration batch: every annotator labels these items first."""
+    from engine.quality.calibration import draw_calibration
+
+    store = _store(config)
+    try:
+        drawn = draw_calibration(store, size=size, k=k, seed=seed)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        store.close()
+    console.print(
+        f"{drawn.batch.batch_id}: {len(drawn.item_ids)} items ({drawn.method}) for "
+        f"{drawn.k} people each; the queue serves only these until it is closed"
+    )
+
+
+@batch_app.command("report")
+def batch_report(
+    batch_id: Annotated[str, typer.Argument(help="e.g. calibration-1")],
+    config: ConfigOpt = None,
+) -> None:
+    """The batch's agreement, its lowest-agreement items and classes first."""
+    from engine.quality.calibration import calibration_report
+    from engine.store import NotFoundError
+
+    store = _store(config)
+    try:
+        report = calibration_report(store, batch_id)
+    except NotFoundError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        store.close()
+    print(json.dumps(report, indent=2))
+
+
+@batch_app.command("close")
+def batch_close(
+    batch_id: Annotated[str, typer.Argument(help="e.g. calibration-1")],
+    by: Annotated[str, typer.Option(help="The reviewer closing it.")] = "admin",
+    config: ConfigOpt = None,
+) -> None:
+    """Close a calibration batch: regular work starts."""
+    from engine.quality.calibration import close_calibration
+    from engine.store import NotFoundError
+
+    store = _store(config)
+    try:
+        batch = close_calibration(store, batch_id, by=by)
+    except (ValueError, NotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        store.close()
+    console.print(f"{batch.batch_id} closed by {batch.closed_by}")

@@ -4,7 +4,8 @@
 ``width``, ``height`` from the image header, ``item_id``), ``categories`` (one
 per exported label, sorted, ids from 1), ``annotations`` with ``bbox`` as
 ``[x, y, w, h]`` pixels, ``area``, ``iscrowd`` 0, ``segmentation`` as compressed
-RLE for masks and ``[]`` for boxes, and ``score`` / ``source``. Text items,
+RLE for masks and ``[]`` for boxes, and ``score`` / ``source`` (how the label was
+decided: ``accepted``, ``edited``, ``consensus``, ``reviewer``, ``gold``...). Text items,
 spans and whole-item labels have no COCO form and are reported as skipped.
 """
 

@@ -4,7 +4,8 @@ One file pair per item kind present: ``tasks_image.json`` / ``tasks_text.json``
 and, unless a labeling config is given, the matching generated
 ``config_image.xml`` / ``config_text.xml`` to create the project with. Each
 task is ``{"data": {<data key>: uri or text, "item_id": ...}, "predictions":
-[{"model_version", "score", "result"}]}``; the prediction ``score`` is
+[{"model_version", "score", "result"}], "meta": {"decided_by": ...}}`` (how the
+labels were decided, ``ItemLabels.decided_by``); the prediction ``score`` is
 ``task_score`` of the item's queue score (higher = label first) and each region
 keeps its own ``score``. Image data is the item's uri as stored: Label Studio
 must be able to open it (local files need its local-storage setup).
@@ -117,4 +118,4 @@ def _task(entry: ItemLabels, config: LabelingConfig, result: WriteResult) -> dic
         "score": task_score(entry.item_score),
         "result": merge_choice_results(results),
     }
-    return {"data": data, "predictions": [prediction]}
+    return {"data": data, "predictions": [prediction], "meta": {"decided_by": entry.decided_by}}

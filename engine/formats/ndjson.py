@@ -10,7 +10,10 @@ Every line has ``uuid`` (stable: derived from item id and label position),
 - ``answer: {"name": label}`` under ``name: "classification"`` for whole-item
   labels.
 
-Labels no person reviewed also carry ``confidence`` (the model score).
+Labels no person reviewed also carry ``confidence`` (the model score); every
+line says how its item's labels were decided (``decidedBy``: ``person``,
+``consensus``, ``reviewer``, ``gold``, ``machine`` or ``model``, see
+``ItemLabels.decided_by``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def write_ndjson(items: Iterable[ItemLabels], out_dir: Path) -> WriteResult:
             result.n_items += 1
             for position, label in enumerate(entry.labels):
                 line = ndjson_line(entry.item.item_id, position, label)
+                line["decidedBy"] = entry.decided_by
                 handle.write(json.dumps(line) + "\n")
                 result.n_labels += 1
     result.files.append(path)

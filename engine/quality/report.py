@@ -63,9 +63,11 @@ def _finished(store: Store, quality: QualityItem) -> list[str]:
     return [a.annotator for a in store.assignments(item_id=quality.item_id) if a.done_at]
 
 
-def _rated(store: Store, role: str) -> list[_Rated]:
+def rated_items(store: Store, role: str, *, batch: str | None = None) -> list[_Rated]:
+    """Quality items of ``role`` (of ``batch``) with the labels of each person who
+    finished them."""
     out = []
-    for quality in store.quality_items(role=role):
+    for quality in store.quality_items(role=role, batch=batch):
         item = store.get_item(quality.item_id)
         people = _finished(store, quality)
         out.append(_Rated(quality, {p: store.person_labels(item, p) for p in people}))
@@ -294,7 +296,7 @@ def models_section(store: Store, flt: ReportFilter) -> list[dict[str, Any]]:
 def quality_report(store: Store, flt: ReportFilter | None = None) -> dict[str, Any]:
     """The whole report as JSON-ready data (see the module docstring)."""
     flt = flt or ReportFilter()
-    overlap, gold = _rated(store, "overlap"), _rated(store, "gold")
+    overlap, gold = rated_items(store, "overlap"), rated_items(store, "gold")
     feedback = store.feedback_between(since=flt.since, until=flt.until)
     people = people_section(store, feedback, overlap, gold)
     if flt.person is not None:

@@ -6,6 +6,7 @@ exists for the same model version, posting feedback with the same client key.
 ``Store`` is the query mixins of this package together, one file per concern:
 ``items``, ``predictions``, ``feedback``, ``jobs``, ``queue``, ``routing`` and
 ``labels`` (the labels after review), ``users``, ``consensus`` (quality items),
+``batches`` (calibration),
 over ``base.StoreCore`` and ``schema``.
 No other package imports SQLAlchemy.
 """
@@ -18,6 +19,7 @@ from engine.store.labels import ItemLabels, LabelQueries, LabelSource, ReviewedL
 from engine.store.queue import QueueFilter, QueueQueries
 from engine.store.records import (
     Assignment,
+    Batch,
     ClickTarget,
     FeedbackRecord,
     ImageRow,
@@ -38,6 +40,7 @@ __all__ = [
     "MACHINE_ACCEPTED",
     "PENDING",
     "Assignment",
+    "Batch",
     "ClickTarget",
     "FeedbackRecord",
     "ImageRow",

@@ -176,12 +176,14 @@ class ConsensusQueries(StoreCore):
         return found[0] if found else None
 
     def _candidates(
-        self, annotator: str, role: str, now_s: float, *, limit: int
+        self, annotator: str, role: str, now_s: float, *, limit: int, batch: str | None = None
     ) -> list[tuple[str, float | None]]:
         # Scored only, like the single-person queue: an unscored item would stand out.
         where = [_Q.role == role, _ITEM.score.is_not(None), _not_mine(annotator, now_s)]
         if role == "overlap":  # gold items are final from the start and never close
             where += [_Q.state == "open", _counts(now_s) < _Q.k]
+        if batch is not None:
+            where.append(_Q.batch == batch)
         query = (
             select(_ITEM.item_id, _ITEM.score)
             .join_from(t.items, t.quality_items, _Q.item_id == _ITEM.item_id)
@@ -193,11 +195,18 @@ class ConsensusQueries(StoreCore):
             return [(row.item_id, row.score) for row in conn.execute(query)]
 
     def claim_quality(
-        self, annotator: str, role: str, lease_seconds: float, now_s: float
+        self,
+        annotator: str,
+        role: str,
+        lease_seconds: float,
+        now_s: float,
+        *,
+        batch: str | None = None,
     ) -> Lease | None:
-        """Hand the person the best quality item of ``role``; ``None`` when there is none."""
+        """Hand the person the best quality item of ``role`` (of ``batch``, when given);
+        ``None`` when there is none."""
         for _ in range(_MAX_CLAIM_ATTEMPTS):
-            found = self._candidates(annotator, role, now_s, limit=1)
+            found = self._candidates(annotator, role, now_s, limit=1, batch=batch)
             if not found:
                 return None
             item_id, score = found[0]

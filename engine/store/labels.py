@@ -82,6 +82,19 @@ class ItemLabels:
     item_score: float | None = None
     decision: str | None = None  # latest item-level accept | edit | reject
     reviewed: bool = False  # any decision other than skip
+    resolution: str | None = None  # a quality item's: consensus | reviewer | gold
+
+    @property
+    def decided_by(self) -> str:
+        """How the labels were decided: ``consensus``, ``reviewer`` or ``gold`` (quality
+        items), ``person`` (one person's decisions), ``machine`` (confidence routing
+        alone) or ``model`` (suggestions nobody decided on)."""
+        if self.resolution is not None:
+            return self.resolution
+        if self.reviewed:
+            return "person"
+        machine = any(lab.source == "machine_accepted" for lab in self.labels)
+        return "machine" if machine else "model"
 
 
 class LabelQueries(FeedbackQueries, ConsensusQueries):
@@ -126,7 +139,7 @@ class LabelQueries(FeedbackQueries, ConsensusQueries):
             ReviewedLabel(str(d["label"]), region_from_dict(d.get("region")), 1.0, source)
             for d in quality.final_labels
         )
-        return ItemLabels(item, labels, score, "accept", True)
+        return ItemLabels(item, labels, score, "accept", True, quality.resolution)
 
     def person_labels(self, item: Item, annotator: str) -> tuple[ReviewedLabel, ...]:
         """The labels ``annotator`` alone gave the item, by the rules of the module

@@ -47,6 +47,7 @@ from sqlalchemy import (
 
 from engine.store import schema as t
 from engine.store.base import NotFoundError
+from engine.store.batches import BatchQueries
 from engine.store.consensus import ConsensusQueries
 from engine.store.records import ImageRow, Lease
 
@@ -154,7 +155,7 @@ def statements(by_version: bool, by_label: bool, by_job: bool) -> _Statements:
     return _Statements(held, candidate, scored, claim)
 
 
-class QueueQueries(ConsensusQueries):
+class QueueQueries(ConsensusQueries, BatchQueries):
     def lease_next(
         self,
         annotator: str,
@@ -167,9 +168,10 @@ class QueueQueries(ConsensusQueries):
         """The annotator's live lease matching ``where``, else a newly claimed item.
 
         Without filters, quality items (``engine.store.consensus``) take part: a held
-        assignment comes back first; ``gold_first`` tries a gold item the person has
-        not had; an overlap item is claimed when it ranks at least as high as the
-        best single-person item.
+        assignment comes back first; while a calibration batch is open
+        (``engine.store.batches``) only its items are served; ``gold_first`` tries a
+        gold item the person has not had; an overlap item is claimed when it ranks at
+        least as high as the best single-person item.
         """
         stmts = statements(
             where.model_version is not None, where.label is not None, where.job_id is not None
@@ -183,6 +185,14 @@ class QueueQueries(ConsensusQueries):
             if held is not None:
                 return Lease(*held)
             if unfiltered and self.has_quality_items():
+                assigned = self.held_assignment(annotator, clock)
+                if assigned is not None:
+                    return assigned
+                batch = self.open_batch_id()
+                if batch is not None:  # calibration first: nothing else until it closes
+                    return self.claim_quality(
+                        annotator, "overlap", lease_seconds, clock, batch=batch
+                    )
                 quality = self._quality_lease(stmts, params, lease_seconds, gold_first)
                 if quality is not None:
                     return quality
@@ -202,9 +212,6 @@ class QueueQueries(ConsensusQueries):
         self, stmts: _Statements, params: dict[str, Any], lease_seconds: float, gold_first: bool
     ) -> Lease | None:
         annotator, clock = str(params["b_annotator"]), float(params["now"])
-        held = self.held_assignment(annotator, clock)
-        if held is not None:
-            return held
         if gold_first:
             gold = self.claim_quality(annotator, "gold", lease_seconds, clock)
             if gold is not None:

@@ -215,3 +215,18 @@ def assignment_of(row: Any) -> Assignment:
     return Assignment(
         row.item_id, row.annotator, row.slot, row.leased_at, row.expires_at, row.done_at
     )
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    kind: str  # calibration
+    state: str  # open | closed
+    created_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None
+
+
+def batch_of(row: Any) -> Batch:
+    closed = None if row.closed_at is None else aware(row.closed_at)
+    return Batch(row.batch_id, row.kind, row.state, aware(row.created_at), closed, row.closed_by)

@@ -214,3 +214,17 @@ assignments = Table(
     UniqueConstraint("item_id", "slot", name="uq_assignment_item_slot"),
     Index("ix_assignments_annotator", "annotator"),
 )
+
+# Calibration batches: a small diverse sample every annotator labels first (full
+# overlap, its items are overlap items with this ``batch``). While one is open the
+# queue serves nothing else; a reviewer closes it and regular work starts.
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # calibration
+    Column("state", String(16), nullable=False),  # open | closed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_by", String(128)),
+)

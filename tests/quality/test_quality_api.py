@@ -14,7 +14,9 @@ attention). Items 0 and 1 wait for a reviewer; items 2-5 are final by consensus.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from fastapi.testclient import TestClient
 from quality_data import BOX, boxed_items
 
 from engine.config import Settings
+from engine.formats.export import export
 from engine.review.people import add_person
 from engine.serving.app import create_app
 from engine.store import Store
@@ -44,7 +47,7 @@ def _as(tokens: dict[str, str], name: str) -> dict[str, str]:
 
 
 def test_three_annotators_consensus_gold_and_the_report(
-    project: tuple[TestClient, dict[str, Any]], auth: dict[str, str]
+    project: tuple[TestClient, dict[str, Any]], auth: dict[str, str], tmp_path: Path
 ) -> None:
     client, data = project
     ids, tokens = data["ids"], data["tokens"]
@@ -139,3 +142,9 @@ def test_three_annotators_consensus_gold_and_the_report(
     assert {lab.source for lab in exported[gold[0]].labels} == {"gold"}
     report = client.get("/reports/quality", headers=reviewer).json()
     assert report["resolution"]["final_reviewer"] == 1 and report["resolution"]["review"] == 1
+    written = export(store, "ndjson", tmp_path / "out")
+    lines = [json.loads(line) for f in written.files for line in f.read_text().splitlines()]
+    decided = {line["dataRow"]["id"]: line["decidedBy"] for line in lines}
+    assert decided[overlap[2]] == "consensus" and decided[gold[0]] == "gold"
+    assert overlap[1] not in decided and overlap[0] not in decided  # bob's answer: no label
+    assert decided[ids[10]] == "person"

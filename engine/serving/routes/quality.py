@@ -7,16 +7,21 @@ annotator gets can tell a gold or consensus item from another.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from engine.quality import consensus
+from engine.quality import calibration, consensus
 from engine.quality.report import ReportFilter, quality_report
 from engine.serving.deps import PersonDep, StoreDep, require_role
 from engine.serving.schemas.common import ErrorOut
 from engine.serving.schemas.quality import (
+    BatchOut,
+    CalibrationIn,
+    CalibrationOut,
+    CalibrationReportOut,
     GoldIn,
     LabelOut,
     OverlapIn,
@@ -27,10 +32,11 @@ from engine.serving.schemas.quality import (
     ResolveIn,
     ReviewCaseOut,
 )
-from engine.store import NotFoundError
+from engine.store import Batch, NotFoundError
 
 router = APIRouter(tags=["quality"])
 ItemId = Annotated[str, Path(min_length=1, max_length=128)]
+BatchId = Annotated[str, Path(min_length=1, max_length=64)]
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "the item's state does not allow it"}
 }
@@ -134,3 +140,47 @@ def report(
 ) -> QualityReportOut:
     flt = ReportFilter(_utc(since), _utc(until), label, model_version, person)
     return QualityReportOut(**quality_report(store, flt))
+
+
+def _batch_out(batch: Batch) -> BatchOut:
+    return BatchOut(**asdict(batch))
+
+
+@router.post(
+    "/quality/batches",
+    response_model=CalibrationOut,
+    status_code=201,
+    summary="Open a calibration batch every annotator labels first",
+    description="A small diverse sample (k-center on stored embeddings, else stratified by "
+    "predicted class) with full overlap; while it is open the queue serves nothing else.",
+)
+def open_calibration(body: CalibrationIn, store: StoreDep) -> CalibrationOut:
+    drawn = calibration.draw_calibration(store, size=body.size, k=body.k, seed=body.seed)
+    return CalibrationOut(
+        **asdict(drawn.batch), item_ids=list(drawn.item_ids), k=drawn.k, method=drawn.method
+    )
+
+
+@router.get("/quality/batches", response_model=list[BatchOut], summary="Calibration batches")
+def list_batches(store: StoreDep) -> list[BatchOut]:
+    return [_batch_out(b) for b in store.batches()]
+
+
+@router.get(
+    "/quality/batches/{batch_id}/report",
+    response_model=CalibrationReportOut,
+    summary="Where a calibration batch disagrees: lowest items and classes first",
+    responses={404: {"model": ErrorOut, "description": "no such batch"}},
+)
+def batch_report(batch_id: BatchId, store: StoreDep) -> CalibrationReportOut:
+    return CalibrationReportOut(**calibration.calibration_report(store, batch_id))
+
+
+@router.post(
+    "/quality/batches/{batch_id}/close",
+    response_model=BatchOut,
+    summary="Close a calibration batch: regular work starts",
+    responses={404: {"model": ErrorOut, "description": "no such batch"}, **CONFLICT},
+)
+def close_batch(batch_id: BatchId, store: StoreDep, person: PersonDep) -> BatchOut:
+    return _batch_out(calibration.close_calibration(store, batch_id, by=person.name))

@@ -110,3 +110,39 @@ class QualityReportOut(BaseModel):
     attention: dict[str, Any] = Field(
         description="classes and people below 0.6 (clarify the instructions), overall verdict"
     )
+
+
+class CalibrationIn(_In):
+    size: int = Field(default=50, ge=1, le=10_000, description="items in the batch")
+    k: int | None = Field(
+        default=None, ge=2, le=50, description="people per item; default: every active annotator"
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class BatchOut(BaseModel):
+    batch_id: str
+    kind: str
+    state: str = Field(description="open (the queue serves only its items) | closed")
+    created_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None
+
+
+class CalibrationOut(BatchOut):
+    item_ids: list[str]
+    k: int
+    method: str = Field(description="k-center (stored embeddings) | stratified (by class)")
+
+
+class CalibrationReportOut(BaseModel):
+    batch_id: str
+    state: str
+    items: int
+    finished_by_all: int
+    fleiss_kappa: float | None
+    verdict: str
+    lowest_items: list[dict[str, Any]] = Field(
+        description="item_id, raters, agreement (share in the majority), worst first"
+    )
+    lowest_classes: list[dict[str, Any]] = Field(description="per-class Fleiss kappa, worst first")
