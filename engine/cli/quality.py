@@ -67,6 +67,30 @@ def gold(
     console.print(f"{made.item_id} is gold with {len(made.final_labels)} label(s)")
 
 
+@quality_app.command("gold-import")
+def gold_import(
+    path: Annotated[str, typer.Argument(help="A COCO, Label Studio or CoNLL file.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="coco, labelstudio or conll.")
+    ] = "coco",
+    by: Annotated[str, typer.Option(help="Who vouches for the labels.")] = "admin",
+    config: ConfigOpt = None,
+) -> None:
+    """Make the items a file labels gold, with the file's labels."""
+    from engine.imports.gold import import_gold
+
+    store = _store(config)
+    try:
+        done = import_gold(store, path, fmt, by=by)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        store.close()
+    for reason in done.skipped:
+        console.print(f"[yellow]skipped[/] {reason}")
+    console.print(f"{len(done.imported)} gold items imported, {len(done.skipped)} skipped")
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"

@@ -302,6 +302,16 @@ def test_openapi_lists_every_route_with_models(client: TestClient) -> None:
         ("/predict", "post"),
         ("/versions", "get"),
         ("/webhook", "post"),
+        ("/quality/overlap", "post"),
+        ("/quality/gold", "post"),
+        ("/quality/items/{item_id}", "get"),
+        ("/quality/review", "get"),
+        ("/quality/review/{item_id}", "post"),
+        ("/quality/batches", "get"),
+        ("/quality/batches", "post"),
+        ("/quality/batches/{batch_id}/report", "get"),
+        ("/quality/batches/{batch_id}/close", "post"),
+        ("/reports/quality", "get"),
     }
     found = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert found == expected
