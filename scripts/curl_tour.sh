@@ -18,8 +18,10 @@ echo "$suggestions"
 SUGGESTION_ID=$(field "$suggestions" 'v[0]["suggestion_id"] if v else "null"')
 echo "== feedback";    curl -fsS -H "$H" -H 'X-Annotator: ada' -H "$J" -X POST "$BASE/feedback" \
   -d "{\"client_key\": \"ada-$ITEM_ID\", \"item_id\": \"$ITEM_ID\", \"suggestion_id\": $SUGGESTION_ID, \"action\": \"accept\"}"; echo
-echo "== segment";     curl -fsS -H "$H" -H "$J" -X POST "$BASE/interactive/segment" \
-  -d "{\"item_id\": \"$ITEM_ID\", \"points_xy\": [[320, 240]], \"point_labels\": [1]}" | head -c 300; echo
+# The answer is read whole, then shortened (piping into `head` could cut curl off: exit 23).
+echo "== segment";     seg=$(curl -fsS -H "$H" -H "$J" -X POST "$BASE/interactive/segment" \
+  -d "{\"item_id\": \"$ITEM_ID\", \"points_xy\": [[320, 240]], \"point_labels\": [1]}")
+echo "${seg:0:300}"
 echo "== job";         job=$(curl -fsS -H "$H" -H "$J" -X POST "$BASE/jobs" -d '{"model": "yolo11n"}')
 echo "$job"
 JOB_ID=$(field "$job" 'v["job_id"]')

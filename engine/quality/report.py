@@ -14,7 +14,10 @@ computed from the store on request:
   decisions per hour, median seconds per consensus / gold item, agreement with
   the final label, accuracy on gold (all labels matched at IoU >= 0.5);
 - **models**: per model version and class, the share of judged suggestions
-  accepted, edited and rejected, the mean IoU between a suggestion and its edit.
+  accepted, edited and rejected (a suggestion left undecided on an item a person
+  accepted or rejected as a whole counts as accepted or rejected with it), the
+  mean IoU between a suggestion and its edit;
+  ``models_over_time``: the acceptance rate per model version and UTC day.
 
 ``attention`` names the classes with kappa below 0.6 and the people below 0.6
 on gold or consensus: where the instructions are unclear, who needs a word.
@@ -31,7 +34,8 @@ from itertools import combinations
 from typing import Any
 
 from engine.quality import agreement
-from engine.quality.matching import labels_agree, match, region_iou, span_f1
+from engine.quality.matching import labels_agree, match, span_f1
+from engine.quality.model_report import acceptance_over_time, judged_suggestions, models_section
 from engine.store import QualityItem, ReviewedLabel, Store
 from engine.types import Feedback, Span, region_from_dict
 
@@ -264,41 +268,13 @@ def _score(person: str, rated: list[_Rated], name: str, *, final_only: bool) -> 
     }
 
 
-def models_section(store: Store, flt: ReportFilter) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for v in store.verdicts(model_version=flt.model_version):
-        if flt.label is None or v.suggested_label == flt.label:
-            groups[v.model_version or "", v.suggested_label].append(v)
-    rows = []
-    for (version, label), verdicts in sorted(groups.items()):
-        n = len(verdicts)
-        count = {a: sum(v.action == a for v in verdicts) for a in ("accept", "edit", "reject")}
-        edit_ious = [
-            region_iou(region_from_dict(v.suggested_region), region_from_dict(v.region))
-            for v in verdicts
-            if v.action == "edit" and v.region is not None and v.suggested_region is not None
-        ]
-        rows.append(
-            {
-                "model_version": version,
-                "label": label,
-                "judged": n,
-                "acceptance_rate": count["accept"] / n,
-                "edit_rate": count["edit"] / n,
-                "rejection_rate": count["reject"] / n,
-                "precision": (count["accept"] + count["edit"]) / n,
-                "mean_edit_iou": statistics.fmean(edit_ious) if edit_ious else None,
-            }
-        )
-    return rows
-
-
 def quality_report(store: Store, flt: ReportFilter | None = None) -> dict[str, Any]:
     """The whole report as JSON-ready data (see the module docstring)."""
     flt = flt or ReportFilter()
     overlap, gold = rated_items(store, "overlap"), rated_items(store, "gold")
     feedback = store.feedback_between(since=flt.since, until=flt.until)
     people = people_section(store, feedback, overlap, gold)
+    judged = judged_suggestions(store, feedback, flt)
     if flt.person is not None:
         people = [p for p in people if p["name"] == flt.person]
     section = agreement_section(overlap, flt)
@@ -316,7 +292,8 @@ def quality_report(store: Store, flt: ReportFilter | None = None) -> dict[str, A
         },
         "gold": {"items": len(gold)},
         "people": people,
-        "models": models_section(store, flt),
+        "models": models_section(judged),
+        "models_over_time": acceptance_over_time(judged),
         "attention": _attention(section, people),
     }
 

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.store import schema as t
+from engine.store.base import aware
 from engine.store.consensus import is_quality_item, record_assignment_decision
 from engine.store.predictions import PredictionQueries
 from engine.store.records import FeedbackRecord, Verdict, feedback_of
@@ -175,7 +176,7 @@ class FeedbackQueries(PredictionQueries):
         """
         f, s = t.feedback.c, t.suggestions.c
         query = (
-            select(f.suggestion_id, f.action, f.label, f.region, s.score, f.annotator)
+            select(f.suggestion_id, f.action, f.label, f.region, s.score, f.annotator, f.created_at)
             .add_columns(s.label.label("s_label"), s.region.label("s_region"))
             .add_columns(s.model_version)
             .join_from(t.feedback, t.suggestions, f.suggestion_id == s.suggestion_id)
@@ -197,5 +198,6 @@ class FeedbackQueries(PredictionQueries):
                     float(row.score),
                     row.model_version,
                     row.annotator,
+                    aware(row.created_at),
                 )
         return [latest[k] for k in sorted(latest)]

@@ -108,6 +108,7 @@ class Verdict:
     score: float
     model_version: str | None = None  # the suggestion's
     annotator: str | None = None
+    decided_at: datetime | None = None
 
 
 def item_of(row: Any) -> Item:

@@ -17,19 +17,16 @@ import httpx
 import pytest
 from browser import (
     TEXT,
-    VIEWPORT,
     Shots,
     canvas_point,
     drag,
     free_port,
-    launch_chromium,
     live_server,
     rle_cases,
     seed_photo,
     seed_text,
     select_text,
     sign_in,
-    start_playwright,
     suggestion,
     wait_mine,
     wait_new_mask,
@@ -75,45 +72,6 @@ def base_url(page_settings: Settings, page_store: Store, tiny_sam: SamSegmenter)
     app = create_app(page_settings, page_store, segmenter)
     with live_server(app, free_port()) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    playwright = start_playwright()
-    try:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
-    finally:
-        playwright.stop()
-
-
-@pytest.fixture
-def open_page(chromium: Any) -> Iterator[Any]:
-    """``open_page(allow=(409,))`` -> a fresh page (own context, own sessionStorage) at
-    1280x800. JavaScript errors fail the test, and so do HTTP errors the browser logs
-    other than the statuses in ``allow`` (the ones a test provokes)."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-
-    def make(allow: tuple[int, ...] = ()) -> Any:
-        context = chromium.new_context(viewport=VIEWPORT)
-        contexts.append(context)
-        page = context.new_page()
-        expected = tuple(f"status of {status} " for status in allow)
-
-        def console(message: Any) -> None:
-            if message.type == "error" and not any(e in message.text for e in expected):
-                errors.append(message.text)
-
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", console)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert not errors, f"errors in the page: {errors}"
 
 
 def test_the_page_and_its_assets_need_no_token_and_stay_out_of_openapi(

@@ -1,4 +1,5 @@
-"""The review page: ``GET /`` (``index.html``) and its assets under ``/static``.
+"""The review page: ``GET /`` (``index.html``), the reviewers' quality page ``GET /quality``
+(``quality.html``) and their assets under ``/static``.
 
 Both answer without a token because they hold no data: the page reads its
 token from the sign-in form or the ``#token=`` fragment of a login link and
@@ -45,3 +46,11 @@ def static_files() -> StaticFiles:
 @router.get("/", include_in_schema=False)
 def review_page() -> FileResponse:
     return FileResponse(static_dir() / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+
+@router.get("/quality", include_in_schema=False)
+def quality_page() -> FileResponse:
+    """The reviewers' page: agreement, gold, the reviewer queue, calibration batches."""
+    return FileResponse(
+        static_dir() / "quality.html", media_type="text/html", headers=PAGE_HEADERS
+    )

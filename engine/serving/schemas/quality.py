@@ -107,6 +107,9 @@ class QualityReportOut(BaseModel):
     gold: dict[str, int]
     people: list[dict[str, Any]]
     models: list[dict[str, Any]]
+    models_over_time: list[dict[str, Any]] = Field(
+        description="model_version, day (UTC), judged, acceptance_rate"
+    )
     attention: dict[str, Any] = Field(
         description="classes and people below 0.6 (clarify the instructions), overall verdict"
     )

@@ -64,6 +64,7 @@ async function start() {
   $("who-name").textContent = `${me.name} (${me.role}${me.service ? ", service token" : ""})`;
   $("who").dataset.name = me.name;
   $("who").hidden = false;
+  $("to-quality").hidden = me.role === "annotator";
   $("login").hidden = true;
   $("review").hidden = false;
   review.show("start");

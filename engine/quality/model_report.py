@@ -1,0 +1,100 @@
+"""Model versus human: how people judged each model version's suggestions, per class and day.
+
+Used by ``engine.quality.report``; see its docstring for the definitions.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.quality.matching import region_iou
+from engine.store import Store
+from engine.types import Feedback, region_from_dict
+
+if TYPE_CHECKING:
+    from engine.quality.report import ReportFilter
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """One suggestion judged by a person: explicitly, or with its whole item."""
+
+    model_version: str
+    label: str
+    action: str  # accept | edit | reject
+    decided_at: datetime | None
+    edit_iou: float | None = None
+
+
+def judged_suggestions(store: Store, feedback: list[Feedback], flt: ReportFilter) -> list[_Judged]:
+    """Every suggestion a person judged: its latest explicit verdict (``Store.verdicts``),
+    and, where a person finished an item (accept / reject) without deciding on some of
+    its latest suggestions one by one, those suggestions as accepted / rejected with it."""
+    out: list[_Judged] = []
+    explicit: set[tuple[int, str | None]] = set()
+    for v in store.verdicts(model_version=flt.model_version):
+        explicit.add((v.suggestion_id, v.annotator))
+        iou = None
+        if v.action == "edit" and v.region is not None and v.suggested_region is not None:
+            iou = region_iou(region_from_dict(v.suggested_region), region_from_dict(v.region))
+        out.append(_Judged(v.model_version or "", v.suggested_label, v.action, v.decided_at, iou))
+    decided = {(fb.suggestion_id, fb.annotator) for fb in feedback if fb.suggestion_id is not None}
+    finished: dict[tuple[str, str], Feedback] = {}
+    for fb in feedback:
+        if fb.suggestion_id is None and fb.action in ("accept", "reject"):
+            finished[fb.item_id, fb.annotator] = fb
+    for (item_id, person), fb in sorted(finished.items()):
+        for record in store.suggestions_for(item_id, model_version=flt.model_version):
+            key = (record.suggestion_id, person)
+            if key in decided or key in explicit:
+                continue
+            s = record.suggestion
+            out.append(_Judged(s.model_version, s.label, fb.action, fb.created_at))
+    if flt.label is not None:
+        out = [j for j in out if j.label == flt.label]
+    return out
+
+
+def models_section(judged: list[_Judged]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[_Judged]] = defaultdict(list)
+    for j in judged:
+        groups[j.model_version, j.label].append(j)
+    rows = []
+    for (version, label), group in sorted(groups.items()):
+        n = len(group)
+        count = {a: sum(j.action == a for j in group) for a in ("accept", "edit", "reject")}
+        edit_ious = [j.edit_iou for j in group if j.edit_iou is not None]
+        rows.append(
+            {
+                "model_version": version,
+                "label": label,
+                "judged": n,
+                "acceptance_rate": count["accept"] / n,
+                "edit_rate": count["edit"] / n,
+                "rejection_rate": count["reject"] / n,
+                "precision": (count["accept"] + count["edit"]) / n,
+                "mean_edit_iou": statistics.fmean(edit_ious) if edit_ious else None,
+            }
+        )
+    return rows
+
+
+def acceptance_over_time(judged: list[_Judged]) -> list[dict[str, Any]]:
+    """Per model version and UTC day: suggestions judged and the share accepted as is."""
+    days: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for j in judged:
+        if j.decided_at is not None:
+            days[j.model_version, j.decided_at.date().isoformat()].append(j.action)
+    return [
+        {
+            "model_version": version,
+            "day": day,
+            "judged": len(actions),
+            "acceptance_rate": actions.count("accept") / len(actions),
+        }
+        for (version, day), actions in sorted(days.items())
+    ]
