@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.quality.matching import region_iou
+from engine.quality.matching import match, region_iou
 from engine.store import Store
 from engine.types import Feedback, region_from_dict
 
@@ -56,16 +56,46 @@ def judged_suggestions(store: Store, feedback: list[Feedback], flt: ReportFilter
             out.append(_Judged(s.model_version, s.label, fb.action, fb.created_at))
     if flt.label is not None:
         out = [j for j in out if j.label == flt.label]
-    return out
+    return [j for j in out if _within(j.decided_at, flt)]
 
 
-def models_section(judged: list[_Judged]) -> list[dict[str, Any]]:
+def _within(when: datetime | None, flt: ReportFilter) -> bool:
+    if when is None:
+        return flt.since is None and flt.until is None
+    return (flt.since is None or when >= flt.since) and (flt.until is None or when < flt.until)
+
+
+def final_recall(store: Store, flt: ReportFilter) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (model version, class): of the final labels of finished items, how many the
+    item's latest prediction of that version had (same class, IoU >= 0.5): ``(found, all)``."""
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for entry in store.labeled_items():
+        if not entry.reviewed:
+            continue
+        suggested = store.suggestions_for(entry.item.item_id, model_version=flt.model_version)
+        if not suggested:
+            continue
+        version = suggested[0].suggestion.model_version
+        found = {i for i, _, _ in match(entry.labels, [r.suggestion for r in suggested]).pairs}
+        for i, label in enumerate(entry.labels):
+            if flt.label is None or label.label == flt.label:
+                counts[version, label.label][0] += i in found
+                counts[version, label.label][1] += 1
+    return {key: (value[0], value[1]) for key, value in counts.items()}
+
+
+def models_section(
+    judged: list[_Judged], recall: dict[tuple[str, str], tuple[int, int]]
+) -> list[dict[str, Any]]:
+    """Per model version and class: how people judged its suggestions; ``precision`` the
+    share kept (accepted or edited), ``recall`` the share of final labels it suggested."""
     groups: dict[tuple[str, str], list[_Judged]] = defaultdict(list)
     for j in judged:
         groups[j.model_version, j.label].append(j)
     rows = []
     for (version, label), group in sorted(groups.items()):
         n = len(group)
+        found, total = recall.get((version, label), (0, 0))
         count = {a: sum(j.action == a for j in group) for a in ("accept", "edit", "reject")}
         edit_ious = [j.edit_iou for j in group if j.edit_iou is not None]
         rows.append(
@@ -77,6 +107,8 @@ def models_section(judged: list[_Judged]) -> list[dict[str, Any]]:
                 "edit_rate": count["edit"] / n,
                 "rejection_rate": count["reject"] / n,
                 "precision": (count["accept"] + count["edit"]) / n,
+                "recall": found / total if total else None,
+                "final_labels": total,
                 "mean_edit_iou": statistics.fmean(edit_ious) if edit_ious else None,
             }
         )

@@ -35,7 +35,12 @@ from typing import Any
 
 from engine.quality import agreement
 from engine.quality.matching import labels_agree, match, span_f1
-from engine.quality.model_report import acceptance_over_time, judged_suggestions, models_section
+from engine.quality.model_report import (
+    acceptance_over_time,
+    final_recall,
+    judged_suggestions,
+    models_section,
+)
 from engine.store import QualityItem, ReviewedLabel, Store
 from engine.types import Feedback, Span, region_from_dict
 
@@ -216,12 +221,14 @@ def people_section(
     rows = []
     for person in sorted(set(by_person) | {p for r in (*overlap, *gold) for p in r.given}):
         mine = by_person.get(person, [])
+        units, per_hour = _units(store, mine), _per_hour(mine)
         rows.append(
             {
                 "name": person,
                 "decisions": len(mine),
-                "units": _units(store, mine),
-                "decisions_per_hour": _per_hour(mine),
+                "units": units,
+                "decisions_per_hour": per_hour,
+                "units_per_hour": None if per_hour is None else per_hour * units / len(mine),
                 "median_seconds_per_item": _seconds_per_item(store, person),
                 **_score(person, overlap, "consensus", final_only=True),
                 **_score(person, gold, "gold", final_only=False),
@@ -292,7 +299,7 @@ def quality_report(store: Store, flt: ReportFilter | None = None) -> dict[str, A
         },
         "gold": {"items": len(gold)},
         "people": people,
-        "models": models_section(judged),
+        "models": models_section(judged, final_recall(store, flt)),
         "models_over_time": acceptance_over_time(judged),
         "attention": _attention(section, people),
     }

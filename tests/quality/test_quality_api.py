@@ -128,6 +128,13 @@ def test_three_annotators_consensus_gold_and_the_report(
     assert people["carol"]["units"] == len(served["carol"]) - 3
     assert report["attention"] == {"classes": ["cat"], "people": ["carol"], "overall": "clarify"}
     assert report["gold"] == {"items": 2}
+    # model vs human: every finished item judged its one suggestion with it (46 leases,
+    # 4 rejects); every final label of a finished item was the model's box (recall 1)
+    [model] = report["models"]
+    assert (model["model_version"], model["label"], model["judged"]) == ("v1", "cat", 46)
+    assert model["rejection_rate"] == pytest.approx(4 / 46)
+    assert model["recall"] == 1.0
+    assert sum(row["judged"] for row in report["models_over_time"]) == 46
 
     # the reviewer picks; exports then carry final labels only, saying how each was decided
     pick = client.post(f"/quality/review/{overlap[0]}", json={"pick": "bob"}, headers=reviewer)
