@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.store import schema as t
@@ -36,6 +36,7 @@ from engine.store.records import (
 )
 
 _MAX_CLAIM_ATTEMPTS = 8
+_HEAD_ROWS = 2000  # queue rows read for an overlap item before sorting them all
 _Q = t.quality_items.c
 _A = t.assignments.c
 _ITEM = t.items.c
@@ -178,20 +179,38 @@ class ConsensusQueries(StoreCore):
     def _candidates(
         self, annotator: str, role: str, now_s: float, *, limit: int, batch: str | None = None
     ) -> list[tuple[str, float | None]]:
-        # Scored only, like the single-person queue: an unscored item would stand out.
-        where = [_Q.role == role, _ITEM.score.is_not(None), _not_mine(annotator, now_s)]
+        quality: list[Any] = [_Q.item_id == _ITEM.item_id, _Q.role == role]
         if role == "overlap":  # gold items are final from the start and never close
-            where += [_Q.state == "open", _counts(now_s) < _Q.k]
+            quality += [_Q.state == "open", _counts(now_s) < _Q.k]
         if batch is not None:
-            where.append(_Q.batch == batch)
-        query = (
-            select(_ITEM.item_id, _ITEM.score)
-            .join_from(t.items, t.quality_items, _Q.item_id == _ITEM.item_id)
-            .where(*where)
-            .order_by(_ITEM.score.desc(), _ITEM.item_id)
-            .limit(limit)
-        )
+            quality.append(_Q.batch == batch)
+        # Scored only, like the single-person queue: an unscored item would stand out.
+        where = [_ITEM.score.is_not(None), _not_mine(annotator, now_s)]
+        order = (_ITEM.score.desc(), _ITEM.item_id)
         with self.engine.connect() as conn:
+            if role == "overlap":
+                # Overlap items are a share of the backlog: the first one the person may
+                # take is usually near the head of the queue. Walk the single-person
+                # queue's index (ix_items_ready) down to the score of its _HEAD_ROWS-th
+                # row; only when nothing qualifies there, sort every open overlap item.
+                ready = (_ITEM.labeled == false(), _ITEM.score.is_not(None))
+                cutoff = conn.execute(
+                    select(_ITEM.score).where(*ready).order_by(*order).offset(_HEAD_ROWS).limit(1)
+                ).scalar_one_or_none()
+                walk = [*ready, exists().where(*quality), *where]
+                if cutoff is not None:
+                    walk.append(_ITEM.score >= cutoff)
+                near = select(_ITEM.item_id, _ITEM.score).where(*walk).order_by(*order)
+                found = conn.execute(near.limit(limit)).all()
+                if found or cutoff is None:
+                    return [(row.item_id, row.score) for row in found]
+            query = (
+                select(_ITEM.item_id, _ITEM.score)
+                .join_from(t.quality_items, t.items, _Q.item_id == _ITEM.item_id)
+                .where(*quality, *where)
+                .order_by(*order)
+                .limit(limit)
+            )
             return [(row.item_id, row.score) for row in conn.execute(query)]
 
     def claim_quality(
@@ -202,11 +221,16 @@ class ConsensusQueries(StoreCore):
         now_s: float,
         *,
         batch: str | None = None,
+        first: tuple[str, float | None] | None = None,
     ) -> Lease | None:
         """Hand the person the best quality item of ``role`` (of ``batch``, when given);
-        ``None`` when there is none."""
-        for _ in range(_MAX_CLAIM_ATTEMPTS):
-            found = self._candidates(annotator, role, now_s, limit=1, batch=batch)
+        ``None`` when there is none. ``first``: the candidate the caller just read
+        (``quality_candidate``), tried before reading again."""
+        for attempt in range(_MAX_CLAIM_ATTEMPTS):
+            if attempt == 0 and first is not None:
+                found = [first]
+            else:
+                found = self._candidates(annotator, role, now_s, limit=1, batch=batch)
             if not found:
                 return None
             item_id, score = found[0]

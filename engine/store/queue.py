@@ -223,7 +223,7 @@ class QueueQueries(ConsensusQueries, BatchQueries):
             single = conn.execute(stmts.scored, params).first()
         if single is not None and (overlap[1] is None or overlap[1] < single[0]):
             return None
-        return self.claim_quality(annotator, "overlap", lease_seconds, clock)
+        return self.claim_quality(annotator, "overlap", lease_seconds, clock, first=overlap)
 
     def lease_of(self, item_id: str) -> Lease:
         """The item's lease columns as they are (holder and expiry may be ``None``)."""
