@@ -138,7 +138,8 @@ def main() -> None:
         ratio = rows["consensus"]["next_p50"] / rows["plain"]["next_p50"]
         speed = rows["plain"]["leases_per_s"] / rows["consensus"]["leases_per_s"]
         print(
-            f"\nnext p50: consensus / plain = {ratio:.2f}x; throughput plain / consensus = {speed:.2f}x"
+            f"\nnext p50: consensus / plain = {ratio:.2f}x; "
+            f"throughput plain / consensus = {speed:.2f}x"
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
