@@ -14,8 +14,17 @@ from engine.types import Box, Feedback, Item, Prediction, Suggestion
 BOX = Box(10, 10, 50, 50)
 
 
-def boxed_items(store: Store, scores: list[float], *, label: str = "cat") -> list[str]:
-    """Items ``q-000...`` (images), each with one prediction of one ``label`` box."""
+def boxed_items(
+    store: Store,
+    scores: list[float],
+    *,
+    label: str = "cat",
+    labels: list[str] | None = None,
+    embeddings: np.ndarray | None = None,
+) -> list[str]:
+    """Items ``q-000...`` (images), each with one prediction of one box: ``label`` (or
+    ``labels[i]``), with ``embeddings[i]`` when given."""
+    names = labels or [label] * len(scores)
     items = [Item(f"q-{i:03d}", "image", uri=f"/x/q{i}.jpg") for i in range(len(scores))]
     store.add_items(items, [None] * len(items))
     predictions = [
@@ -23,11 +32,12 @@ def boxed_items(store: Store, scores: list[float], *, label: str = "cat") -> lis
             item.item_id,
             "m",
             "v1",
-            (Suggestion(label, 0.6, BOX, "m", "v1"),),
+            (Suggestion(names[i], 0.6, BOX, "m", "v1"),),
             np.full((1, 1), 0.6, np.float32),
-            class_names=(label,),
+            class_names=(names[i],),
+            embedding=None if embeddings is None else embeddings[i],
         )
-        for item in items
+        for i, item in enumerate(items)
     ]
     store.save_predictions(predictions, scores)
     return [item.item_id for item in items]

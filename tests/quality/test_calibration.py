@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quality_data import BOX, decide
+from quality_data import boxed_items, decide
 from typer.testing import CliRunner
 
 from engine.cli import app
@@ -17,26 +17,10 @@ from engine.quality.consensus import QualityStateError
 from engine.review import queue
 from engine.review.people import add_person
 from engine.store import Store
-from engine.types import Item, Prediction, Suggestion
 
 
 def _items(store: Store, labels: list[str], embeddings: np.ndarray | None = None) -> list[str]:
-    items = [Item(f"c-{i:03d}", "image", uri=f"/x/c{i}.jpg") for i in range(len(labels))]
-    store.add_items(items, [None] * len(items))
-    predictions = [
-        Prediction(
-            item.item_id,
-            "m",
-            "v1",
-            (Suggestion(label, 0.6, BOX, "m", "v1"),),
-            np.full((1, 1), 0.6, np.float32),
-            class_names=(label,),
-            embedding=None if embeddings is None else embeddings[i],
-        )
-        for i, (item, label) in enumerate(zip(items, labels, strict=True))
-    ]
-    store.save_predictions(predictions, [0.5] * len(items))
-    return [item.item_id for item in items]
+    return boxed_items(store, [0.5] * len(labels), labels=labels, embeddings=embeddings)
 
 
 def _drain(store: Store, person: str, *, action: str = "accept") -> list[str]:
