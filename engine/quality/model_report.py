@@ -9,14 +9,22 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.quality.matching import match, region_iou
 from engine.store import Store
 from engine.types import Feedback, region_from_dict
 
-if TYPE_CHECKING:
-    from engine.quality.report import ReportFilter
+
+@dataclass(frozen=True)
+class ReportFilter:
+    """What a report covers: decisions in [since, until), one class, version, person."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    label: str | None = None
+    model_version: str | None = None
+    person: str | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from typing import Any
 from engine.quality import agreement
 from engine.quality.matching import labels_agree, match, span_f1
 from engine.quality.model_report import (
+    ReportFilter,
     acceptance_over_time,
     final_recall,
     judged_suggestions,
@@ -45,15 +46,6 @@ from engine.store import QualityItem, ReviewedLabel, Store
 from engine.types import Feedback, Span, region_from_dict
 
 ATTENTION_BELOW = agreement.CLARIFY_BELOW
-
-
-@dataclass(frozen=True)
-class ReportFilter:
-    since: datetime | None = None
-    until: datetime | None = None
-    label: str | None = None
-    model_version: str | None = None
-    person: str | None = None
 
 
 @dataclass(frozen=True)
