@@ -197,6 +197,23 @@ class Suggestion:
             raise ValueError("suggestion needs model_name and model_version")
 
 
+EMBEDDING_WIDTH = 256
+
+
+def _checked_signals(signals: Mapping[str, Any]) -> dict[str, npt.NDArray[Any]]:
+    out: dict[str, npt.NDArray[Any]] = {}
+    for name, value in signals.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"signal name must be an identifier, got {name!r}")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiub":
+            raise ValueError(f"signal {name!r} must be numeric, got dtype {arr.dtype}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"signal {name!r} must be finite")
+        out[name] = arr
+    return out
+
+
 @dataclass(frozen=True)
 class Prediction:
     """Everything one model said about one item.
@@ -204,6 +221,20 @@ class Prediction:
     ``probs`` has shape ``[n_suggestions, n_classes]``: row i is the class
     distribution behind suggestion i, kept before any display threshold.
     Models without a distribution give shape ``[n_suggestions, 0]``.
+
+    ``embedding``: one vector per item from the model's own forward pass (at
+    most ``EMBEDDING_WIDTH`` wide; stored as float16). ``signals``: named
+    numeric arrays a ranking policy needs beyond ``probs``, stored with the
+    prediction so the queue can be re-ranked without running the model:
+
+    - ``token_probs`` ``[n_words, n_tags]``, ``token_sentence`` / ``token_span``
+      ``[n_words]`` (ints, span -1 outside any suggestion): a tagger's word table;
+    - ``mc_token_probs`` ``[T, n_words, n_tags]``: the same under T MC-dropout passes;
+    - ``sentence_uncertainty`` ``[n_sentences]`` in [0, 1]: backends that score
+      sentences directly (spaCy's beam);
+    - ``tta_probs`` ``[T, n_suggestions, n_classes]``: each region's class row
+      in T test-time-augmented passes (zeros where a pass found no match);
+      ``tta_variation_ratio`` / ``tta_iou_spread`` ``[n_suggestions]`` in [0, 1].
     """
 
     item_id: str
@@ -214,6 +245,9 @@ class Prediction:
     class_names: tuple[str, ...] = ()
     embedding: FloatArray | None = None
     timings_ms: Mapping[str, float] = field(default_factory=dict, hash=False, compare=False)
+    signals: Mapping[str, npt.NDArray[Any]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         probs = np.asarray(self.probs, dtype=np.float32)
@@ -231,7 +265,11 @@ class Prediction:
             raise ValueError("probs must be finite")
         object.__setattr__(self, "probs", probs)
         if self.embedding is not None:
-            object.__setattr__(self, "embedding", np.asarray(self.embedding, dtype=np.float32))
+            vector = np.asarray(self.embedding, dtype=np.float32)
+            if vector.ndim != 1 or not np.isfinite(vector).all():
+                raise ValueError(f"embedding must be a finite 1-D vector, got {vector.shape}")
+            object.__setattr__(self, "embedding", vector)
+        object.__setattr__(self, "signals", _checked_signals(self.signals))
 
     @property
     def max_class_prob(self) -> float:

@@ -1,13 +1,15 @@
 """A ``Prediction`` as plain columns, to cross the Ray boundary cheaply and safely.
 
-``encode_prediction`` gives a JSON string (names, suggestions, timings) and the
-raw float32 bytes of ``probs`` and ``embedding``; ``decode_prediction``
+``encode_prediction`` gives a JSON string (names, suggestions, timings), the
+raw float32 bytes of ``probs`` and the ``extras``: an ``.npz`` (no pickle) of
+the ``embedding`` and the named ``signals``, empty without either; ``decode_prediction``
 rebuilds an equal ``Prediction``. No pickled classes travel between processes,
 so a driver and workers with different code versions fail loudly, not subtly.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +19,7 @@ import numpy as np
 from engine.types import Prediction, Suggestion, region_from_dict
 
 _EMPTY = b""
+_EMBEDDING_KEY = "embedding__"  # cannot clash: signal names are identifiers without it
 Batch = dict[str, np.ndarray]  # a column batch, as Ray Data hands them to the stages
 
 
@@ -43,7 +46,7 @@ def _suggestion_dict(s: Suggestion, prediction: Prediction) -> dict[str, Any]:
 
 
 def encode_prediction(prediction: Prediction) -> tuple[str, bytes, bytes]:
-    """``(meta_json, probs_bytes, embedding_bytes)``; empty bytes for no embedding."""
+    """``(meta_json, probs_bytes, extras_bytes)``; empty extras without embedding or signals."""
     meta = {
         "item_id": prediction.item_id,
         "model_name": prediction.model_name,
@@ -54,12 +57,18 @@ def encode_prediction(prediction: Prediction) -> tuple[str, bytes, bytes]:
         "timings_ms": dict(prediction.timings_ms),
     }
     probs = np.ascontiguousarray(prediction.probs, dtype=np.float32).tobytes()
-    embedding = (
-        _EMPTY
-        if prediction.embedding is None
-        else np.ascontiguousarray(prediction.embedding, dtype=np.float32).tobytes()
-    )
-    return json.dumps(meta, default=_json_default), probs, embedding
+    return json.dumps(meta, default=_json_default), probs, _encode_extras(prediction)
+
+
+def _encode_extras(prediction: Prediction) -> bytes:
+    arrays = dict(prediction.signals)
+    if prediction.embedding is not None:
+        arrays[_EMBEDDING_KEY] = prediction.embedding
+    if not arrays:
+        return _EMPTY
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
 
 
 def _json_default(value: Any) -> Any:
@@ -70,7 +79,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} in a prediction")
 
 
-def decode_prediction(meta_json: str, probs_bytes: bytes, embedding_bytes: bytes) -> Prediction:
+def decode_prediction(meta_json: str, probs_bytes: bytes, extras_bytes: bytes) -> Prediction:
     """Inverse of ``encode_prediction``."""
     meta = json.loads(meta_json)
     name, version = meta["model_name"], meta["model_version"]
@@ -88,7 +97,11 @@ def decode_prediction(meta_json: str, probs_bytes: bytes, embedding_bytes: bytes
     )
     probs = np.frombuffer(probs_bytes, dtype=np.float32)
     probs = probs.reshape(len(suggestions), meta["n_classes"])
-    embedding = np.frombuffer(embedding_bytes, dtype=np.float32) if embedding_bytes else None
+    signals: dict[str, np.ndarray] = {}
+    if extras_bytes:
+        with np.load(io.BytesIO(extras_bytes), allow_pickle=False) as npz:
+            signals = {key: npz[key] for key in npz.files}
+    embedding = signals.pop(_EMBEDDING_KEY, None)
     return Prediction(
         item_id=meta["item_id"],
         model_name=name,
@@ -98,4 +111,5 @@ def decode_prediction(meta_json: str, probs_bytes: bytes, embedding_bytes: bytes
         class_names=tuple(meta["class_names"]),
         embedding=embedding,
         timings_ms=meta["timings_ms"],
+        signals=signals,
     )

@@ -138,20 +138,20 @@ class Predictor:
         items, inputs = self._inputs(batch, ids, ok)
         outcomes = self._predict(items, inputs)
         n = len(ids)
-        metas, probs, embeddings = [""] * n, [b""] * n, [b""] * n
+        metas, probs, extras = [""] * n, [b""] * n, [b""] * n
         scores = [0.0] * n
         for k, outcome in zip(ok, outcomes, strict=True):
             if isinstance(outcome, str):
                 errors[k] = outcome
                 continue
-            metas[k], probs[k], embeddings[k] = encode_prediction(outcome)
+            metas[k], probs[k], extras[k] = encode_prediction(outcome)
             scores[k] = self.score(outcome)
         return {
             "item_id": objects(ids),
             "error": objects(errors),
             "meta": objects(metas),
             "probs": objects(probs),
-            "embedding": objects(embeddings),
+            "extras": objects(extras),
             "score": np.asarray(scores, dtype=np.float64),
         }
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from engine.store import schema as t
 from engine.store.base import NotFoundError, StoreCore, now_utc
@@ -79,16 +79,28 @@ class BatchQueries(StoreCore):
         """Each item's newest stored prediction embedding (float32), where it has one."""
         out: dict[str, np.ndarray] = {}
         ids = list(item_ids)
+        extras = t.prediction_extras.c
+        joined = t.predictions.outerjoin(
+            t.prediction_extras, extras.prediction_id == _P.prediction_id
+        )
         with self.engine.connect() as conn:
             for lo in range(0, len(ids), _ID_CHUNK):
                 chunk = ids[lo : lo + _ID_CHUNK]
                 query = (
-                    select(_P.item_id, _P.embedding)
-                    .where(_P.item_id.in_(chunk), _P.embedding.is_not(None))
+                    select(_P.item_id, _P.embedding, extras.embedding_f16)
+                    .select_from(joined)
+                    .where(
+                        _P.item_id.in_(chunk),
+                        or_(_P.embedding.is_not(None), extras.embedding_f16.is_not(None)),
+                    )
                     .order_by(_P.prediction_id)
                 )
                 for row in conn.execute(query):
-                    out[row.item_id] = np.frombuffer(row.embedding, dtype=np.float32)
+                    if row.embedding_f16 is not None:
+                        vector = np.frombuffer(row.embedding_f16, dtype=np.float16)
+                        out[row.item_id] = vector.astype(np.float32)
+                    else:  # written before prediction_extras existed
+                        out[row.item_id] = np.frombuffer(row.embedding, dtype=np.float32)
         return out
 
     def top_labels(self, item_ids: Sequence[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.store import schema as t
 from engine.store.base import NotFoundError, now_utc
-from engine.store.items import ItemQueries
+from engine.store.ranking import RankingQueries
 from engine.store.records import ClickTarget, SuggestionRecord, item_of, suggestion_of
 from engine.types import Box, Prediction, region_from_dict
 
@@ -19,7 +19,7 @@ _PRED = t.predictions.c
 _SUG = t.suggestions.c
 
 
-class PredictionQueries(ItemQueries):
+class PredictionQueries(RankingQueries):
     def predicted_item_ids(self, model_version: str) -> set[str]:
         """Ids of items that already have a prediction of ``model_version``."""
         query = select(_PRED.item_id).where(_PRED.model_version == model_version)
@@ -57,9 +57,7 @@ class PredictionQueries(ItemQueries):
                 job_id=job_id,
                 class_names=list(prediction.class_names),
                 probs=prediction.probs.astype(np.float32).tobytes(),
-                embedding=None
-                if prediction.embedding is None
-                else prediction.embedding.astype(np.float32).tobytes(),
+                embedding=None,  # kept as float16 in prediction_extras
                 timings_ms=dict(prediction.timings_ms),
                 score=score,
                 created_at=now_utc(),
@@ -70,6 +68,7 @@ class PredictionQueries(ItemQueries):
         prediction_id = conn.execute(stmt).scalar_one_or_none()
         if prediction_id is None:
             return 0
+        self.save_extras(conn, prediction_id, prediction)
         rows = [
             {
                 "prediction_id": prediction_id,

@@ -96,6 +96,22 @@ predictions = Table(
     UniqueConstraint("item_id", "model_version", name="uq_prediction_item_version"),
 )
 
+# What ranking needs beyond the class rows (engine.types.Prediction): the item embedding
+# (float16, at most EMBEDDING_WIDTH wide) and the named signal arrays (an .npz, no pickle).
+# A table of its own so databases written before it need no schema bump.
+prediction_extras = Table(
+    "prediction_extras",
+    metadata,
+    Column(
+        "prediction_id",
+        Integer,
+        ForeignKey("predictions.prediction_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("embedding_f16", LargeBinary),
+    Column("signals_npz", LargeBinary),
+)
+
 suggestions = Table(
     "suggestions",
     metadata,

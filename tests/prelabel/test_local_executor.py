@@ -182,7 +182,7 @@ def test_the_job_stores_what_the_stages_produce_called_directly(
     for k, item_id in enumerate(out["item_id"]):
         if item_id not in good:
             continue
-        expected = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
+        expected = decode_prediction(out["meta"][k], out["probs"][k], out["extras"][k])
         records = store.suggestions_for(item_id, model_version=version, min_score=0.0)
         assert len(records) == len(expected.suggestions) == 3
         for record, want in zip(records, expected.suggestions, strict=True):

@@ -196,7 +196,7 @@ def test_predictor_chains_and_isolates_a_bad_image() -> None:
     out = predictor(batch)
     assert out["error"][:2].tolist() == ["", ""] and "ValueError" in out["error"][2]
     for k in range(2):
-        prediction = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
+        prediction = decode_prediction(out["meta"][k], out["probs"][k], out["extras"][k])
         assert any(isinstance(s.region, Mask) for s in prediction.suggestions)
         assert out["score"][k] == pytest.approx(image_score(prediction))
         _check_masks_inside(prediction, images[k].shape[:2])
@@ -302,7 +302,7 @@ def test_real_person_boxes_get_masks_covering_a_plausible_share() -> None:
     assert out["error"].tolist() == ["", ""]
     shares, inside = [], []
     for k, image in enumerate(images):
-        prediction = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
+        prediction = decode_prediction(out["meta"][k], out["probs"][k], out["extras"][k])
         for s in prediction.suggestions:
             if not isinstance(s.region, Mask) or s.parent_index is None:
                 continue

@@ -240,7 +240,7 @@ def test_write_batch_is_idempotent_and_records_errors_once(
         "error": _objects(["", "", "ImageDecodeError: truncated"]),
         "meta": _objects([e[0] for e in encoded] + [""]),
         "probs": _objects([e[1] for e in encoded] + [b""]),
-        "embedding": _objects([e[2] for e in encoded] + [b""]),
+        "extras": _objects([e[2] for e in encoded] + [b""]),
         "score": np.array([0.4, 0.4, 0.0]),
     }
     assert write_batch(tiny_store, "job-w", batch) == (2, 1)

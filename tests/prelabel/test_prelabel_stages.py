@@ -78,9 +78,9 @@ def test_predictor_passes_errors_through_and_isolates_a_bad_input(
     expected = predictor.model.predict([Item(item_id="a", kind="image", uri="/a")], [images[0]])[0]
     for k, item_id in ((0, "a"), (3, "d")):
         assert out["error"][k] == ""
-        prediction = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
+        prediction = decode_prediction(out["meta"][k], out["probs"][k], out["extras"][k])
         assert prediction.item_id == item_id and prediction.model_name == "tiny"
         assert out["score"][k] == pytest.approx(image_score(prediction))
-    got = decode_prediction(out["meta"][0], out["probs"][0], out["embedding"][0])
+    got = decode_prediction(out["meta"][0], out["probs"][0], out["extras"][0])
     assert got.suggestions == expected.suggestions
     np.testing.assert_allclose(got.probs, expected.probs, rtol=1e-5, atol=1e-6)

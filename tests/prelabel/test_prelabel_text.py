@@ -117,7 +117,7 @@ def test_spacy_tags_in_the_actor_and_refuses_per_item(tmp_path: Path) -> None:
     out = predictor(batch)
     assert out["error"][0] == "" and "over max_chars=60" in out["error"][1]
     assert out["error"][2] == "TextDecodeError: earlier"
-    prediction = decode_prediction(out["meta"][0], out["probs"][0], out["embedding"][0])
+    prediction = decode_prediction(out["meta"][0], out["probs"][0], out["extras"][0])
     spans = {(s.label, s.region.text) for s in prediction.suggestions if isinstance(s.region, Span)}
     assert ("GPE", "Paris") in spans and prediction.model_version == version
     assert out["score"][0] == 1.0  # spaCy gives no confidence: unknown goes first
@@ -141,7 +141,7 @@ def test_tagger_scores_from_its_word_rows_in_the_actor(tmp_path: Path) -> None:
     )
     for k, prediction in enumerate(direct):
         assert out["score"][k] == pytest.approx(text_score(prediction))
-        stored = decode_prediction(out["meta"][k], out["probs"][k], out["embedding"][k])
+        stored = decode_prediction(out["meta"][k], out["probs"][k], out["extras"][k])
         for s in stored.suggestions:
             assert isinstance(s.region, Span)
             assert SENTENCES[k][s.region.start : s.region.end] == s.region.text
