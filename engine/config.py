@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     default_detector: str = "yolo11n"
     interactive_model: str = "litemedsam"
     default_tagger: str = "spacy-sm"  # text projects (Label Studio /predict, text jobs)
+    default_classifier: str = "efficientnet-lite0"  # image projects with Choices, no shapes
+    # The queue's ranking policy until `labelengine rank` / POST /queue/rank sets one
+    # (engine.sampling.policy.RankPolicy fields; checked where it is used).
+    rank_policy: dict[str, Any] = Field(default_factory=dict)
     # The server encodes the next few queued images in the background after /queue/next.
     prefetch_items: int = Field(default=3, ge=0)
     # A shared directory of embeddings (the embed job writes it, every server reads it).
@@ -217,7 +221,7 @@ class AssetSpec(_Strict):
     sources: list[AssetSource] = Field(min_length=1)
 
 
-ModelFamily = Literal["yolo", "sam", "hf-ner", "spacy"]
+ModelFamily = Literal["yolo", "sam", "hf-ner", "spacy", "classifier"]
 
 
 class ModelSpec(_Strict):

@@ -15,7 +15,18 @@ import sys
 
 import typer
 
-from engine.cli import data, jobs, labelstudio, models, node, quality, review, serve, users
+from engine.cli import (
+    data,
+    jobs,
+    labelstudio,
+    models,
+    node,
+    quality,
+    ranking,
+    review,
+    serve,
+    users,
+)
 from engine.cli.common import console
 from engine.config import ConfigError
 
@@ -27,6 +38,7 @@ app.command()(data.ingest)
 app.command()(jobs.prelabel)
 app.command()(jobs.embed)
 app.command()(data.top)
+app.command()(ranking.rank)
 app.add_typer(jobs.train_app, name="train")
 app.command()(review.calibrate)
 app.command()(review.route)

@@ -35,20 +35,30 @@ def ingest(
 def top(
     limit: Annotated[int, typer.Option(min=1)] = 15,
     min_score: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
+    why: Annotated[
+        bool, typer.Option("--why", help="Explain each rank: uncertainty, top regions, classes.")
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the queue's top items with their suggestions."""
+    """Print the queue's top items with their suggestions (and, with --why, the reasons)."""
+    from engine.review.ranking import current_policy
     from engine.review.report import top_table
+    from engine.sampling.policy import policy_from
     from engine.store import Store
 
     settings = _settings(config)
-    console.print(
-        top_table(Store(settings.resolved_database_url), limit=limit, min_score=min_score)
-    )
+    store = Store(settings.resolved_database_url)
+    policy = current_policy(store, policy_from(settings.rank_policy)) if why else None
+    console.print(top_table(store, limit=limit, min_score=min_score, policy=policy))
 
 
 def export_labels(
-    fmt: Annotated[str, typer.Option("--format", help="coco, yolo, labelstudio, ndjson, conll")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="coco, yolo, labelstudio, ndjson, conll, classes, imagefolder"
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     include_suggestions: Annotated[
         bool, typer.Option(help="Also export pending suggestions, not only accepted labels.")
@@ -59,7 +69,8 @@ def export_labels(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Export accepted labels as COCO, YOLO, Label Studio tasks, NDJSON or CoNLL."""
+    """Export accepted labels as COCO, YOLO, Label Studio tasks, NDJSON, CoNLL, whole-item
+    classes (CSV + JSON) or an image folder per class."""
     from engine.formats.export import export
     from engine.store import Store
 

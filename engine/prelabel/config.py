@@ -47,6 +47,12 @@ class PrelabelConfig(BaseModel):
     precision: str = Field(default="auto", pattern=r"^(auto|fp32|fp16|bf16)$")
     mask_min_box_score: float = Field(default=0.25, ge=0.0, le=1.0)
     mask_multimask: bool | None = None
+    # Test-time augmentation of a yolo detector (engine.models.yolo_tta), e.g. [hflip,
+    # "scale:0.83"]: becomes the spec's params.tta (so its version); None: the spec's own.
+    tta: tuple[str, ...] | None = None
+    # How this job's predictions are ranked (engine.sampling.policy fields); None: the
+    # queue's current policy (labelengine rank / POST /queue/rank), else settings.rank_policy.
+    rank_policy: dict[str, Any] | None = None
     max_text_chars: int = Field(default=1_000_000, gt=0)
     # Where the stages run: ray (the Ray Data pipeline), local (this process), or auto:
     # local for at most local_max_items items when no cluster is configured, else ray.
@@ -54,6 +60,39 @@ class PrelabelConfig(BaseModel):
     local_max_items: int = Field(default=512, ge=0)
     # Model replicas of the local executor: None / auto = one per CPU (one on a GPU).
     local_workers: int | None = Field(default=None, gt=0)
+
+    @field_validator("rank_policy")
+    @classmethod
+    def _valid_policy(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A bad policy fails when the job is created, not in a worker."""
+        if value is not None:
+            from engine.sampling.policy import policy_from
+
+            policy_from(value)
+        return value
+
+    @field_validator("tta")
+    @classmethod
+    def _valid_tta(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            from engine.models.yolo_tta import parse_tta
+
+            parse_tta(value)
+        return value
+
+    def spec_with_tta(self, spec: ModelSpec) -> ModelSpec:
+        """``spec`` with this job's ``tta`` as ``params.tta`` (``[]``: none); ``tta`` unset:
+        ``spec`` as it is. Only a ``yolo`` detector takes one."""
+        if self.tta is None:
+            return spec
+        if spec.family != "yolo":
+            raise ConfigError(
+                f"tta applies to yolo detectors; model {spec.name!r} is {spec.family!r}"
+            )
+        params = {k: v for k, v in spec.params.items() if k != "tta"}
+        return spec.model_copy(
+            update={"params": {**params, **({"tta": list(self.tta)} if self.tta else {})}}
+        )
 
     @field_validator(
         "num_model_actors", "actor_num_cpus", "torch_threads", "local_workers", mode="before"

@@ -48,6 +48,9 @@ from engine.prelabel.plan import (
     resolve_version,
 )
 from engine.prelabel.runner import ProgressCallback, failure_message, run_item_job
+from engine.review.ranking import current_policy, order_head
+from engine.review.scoring import DEFAULT_POLICY, queue_score
+from engine.sampling.policy import RankPolicy, policy_from
 from engine.store import JobRecord, Store
 from engine.types import Prediction
 
@@ -98,6 +101,7 @@ def create_prelabel_job(
     if segmenter is not None:
         check_segmenter(spec, segmenter)
     config = config_for_job(settings, job_config_path, limit=limit)
+    spec = config.spec_with_tta(spec)  # the job's tta is the detector's params.tta
     config.model_batch_size(spec)  # a bad spec batch_size fails now, not in a worker
     models_dir = settings.resolved_models_dir
     plan = ModelPlan(
@@ -201,16 +205,18 @@ def _execute(
     models: ModelPlan,
     notify: Callable[[], None],
 ) -> None:
+    policy = job_policy(store, settings, config)
     if pick_executor(config, settings, len(todo)) == "local":
         from engine.prelabel.local import run_in_process
 
         log.info("pre-label job %s: %d items in this process (no Ray)", job_id, len(todo))
 
         def write(batch: Batch) -> None:
-            write_batch(store, job_id, batch)
+            write_batch(store, job_id, batch, policy=policy, kind=models.kind)
             notify()
 
         run_in_process(todo, settings, config, models, write)
+        order_head(store, policy)
         return
     from engine.prelabel.pipeline import build_dataset
     from engine.prelabel.runtime import ray_session
@@ -222,8 +228,16 @@ def _execute(
         for batch in dataset.iter_batches(
             batch_size=config.write_batch_size, batch_format="numpy", prefetch_batches=0
         ):
-            write_batch(store, job_id, batch)
+            write_batch(store, job_id, batch, policy=policy, kind=models.kind)
             notify()
+    order_head(store, policy)
+
+
+def job_policy(store: Store, settings: Settings, config: PrelabelConfig) -> RankPolicy:
+    """The job's ``rank_policy``, else the queue's current one, else the settings'."""
+    if config.rank_policy is not None:
+        return policy_from(config.rank_policy)
+    return current_policy(store, policy_from(settings.rank_policy))
 
 
 def pick_executor(config: PrelabelConfig, settings: Settings, n_items: int) -> str:
@@ -238,8 +252,18 @@ def pick_executor(config: PrelabelConfig, settings: Settings, n_items: int) -> s
     return "local" if not remote and n_items <= config.local_max_items else "ray"
 
 
-def write_batch(store: Store, job_id: str, batch: Batch) -> tuple[int, int]:
-    """Store one batch of predict-stage rows; returns ``(written, failed)``."""
+def write_batch(
+    store: Store,
+    job_id: str,
+    batch: Batch,
+    *,
+    policy: RankPolicy | None = None,
+    kind: str = "image",
+) -> tuple[int, int]:
+    """Store one batch of predict-stage rows; returns ``(written, failed)``.
+
+    The stage scored each prediction under the default policy; another
+    ``policy`` scores it again here (cheap: no model, the prediction in hand)."""
     predictions: list[Prediction] = []
     scores: list[float] = []
     errors: list[tuple[str, str]] = []
@@ -247,8 +271,10 @@ def write_batch(store: Store, job_id: str, batch: Batch) -> tuple[int, int]:
         if row["error"]:
             errors.append((str(row["item_id"]), str(row["error"])))
             continue
-        predictions.append(decode_prediction(row["meta"], row["probs"], row["embedding"]))
-        scores.append(float(row["score"]))
+        prediction = decode_prediction(row["meta"], row["probs"], row["extras"])
+        predictions.append(prediction)
+        default = policy is None or policy == DEFAULT_POLICY
+        scores.append(float(row["score"]) if default else queue_score(prediction, kind, policy))
     written = store.save_predictions(predictions, scores, job_id) if predictions else 0
     if errors:
         store.record_job_errors(job_id, errors)

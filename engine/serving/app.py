@@ -38,6 +38,7 @@ from engine.serving.routes import (
     people,
     quality,
     queue,
+    ranking,
     suggestions,
 )
 from engine.serving.routes.labelstudio_webhook import router as labelstudio_webhook_router
@@ -97,6 +98,7 @@ ROUTER_ROLES = (
     (queue, "annotator"),
     (interactive, "annotator"),
     (quality, "reviewer"),
+    (ranking, "reviewer"),
     (jobs, "admin"),
 )
 

@@ -7,9 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from engine.serving.deps import StoreDep
+from engine.review.explain import explain_item
+from engine.review.ranking import current_policy
+from engine.sampling.policy import policy_from
+from engine.serving.deps import SettingsDep, StoreDep
 from engine.serving.schemas.common import ErrorOut
 from engine.serving.schemas.items import SuggestionOut
+from engine.serving.schemas.ranking import ItemRankingOut
 
 router = APIRouter(tags=["suggestions"])
 
@@ -20,12 +24,14 @@ router = APIRouter(tags=["suggestions"])
     summary="Suggestions for an item",
     description="The suggestions of the item's latest prediction (or of one model "
     "version), in prediction order, at or above a display threshold. An item without "
-    "a prediction has an empty list.",
+    "a prediction has an empty list. Each carries its uncertainty under the queue's "
+    "policy and its top-5 classes with probabilities (the row kept before any threshold).",
     responses={404: {"model": ErrorOut, "description": "no such item"}},
 )
 def list_suggestions(
     item_id: Annotated[str, Path(min_length=1, max_length=128)],
     store: StoreDep,
+    settings: SettingsDep,
     min_score: Annotated[
         float, Query(ge=0.0, le=1.0, description="display threshold on the confidence")
     ] = 0.25,
@@ -34,7 +40,31 @@ def list_suggestions(
     ] = None,
 ) -> list[SuggestionOut]:
     records = store.suggestions_for(item_id, model_version=model_version, min_score=min_score)
-    return [SuggestionOut.of(record) for record in records]
+    why = explain_item(store, item_id, current_policy(store, policy_from(settings.rank_policy)))
+    regions = {r.position: r for r in why.regions} if records else {}
+    same = bool(records) and records[0].prediction_id == why.prediction_id
+    return [
+        SuggestionOut.of(record, regions.get(record.position) if same else None)
+        for record in records
+    ]
+
+
+@router.get(
+    "/items/{item_id}/ranking",
+    response_model=ItemRankingOut,
+    summary="Why the item is ranked where it is",
+    description="Recomputed from the stored prediction under the queue's current policy: "
+    "each region's uncertainty and top-5 classes, stochastic-pass signals, the item's "
+    "uncertainty, its queue score and its rank.",
+    responses={404: {"model": ErrorOut, "description": "no such item"}},
+)
+def item_ranking(
+    item_id: Annotated[str, Path(min_length=1, max_length=128)],
+    store: StoreDep,
+    settings: SettingsDep,
+) -> ItemRankingOut:
+    policy = current_policy(store, policy_from(settings.rank_policy))
+    return ItemRankingOut.of(explain_item(store, item_id, policy))
 
 
 class LabelSetOut(BaseModel):

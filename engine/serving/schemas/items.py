@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engine.review.explain import RegionWhy
 from engine.serving.schemas.common import Score
 from engine.serving.schemas.regions import RegionBody, region_out
 from engine.store import SuggestionRecord
@@ -51,9 +52,15 @@ class SuggestionOut(BaseModel):
     position: int = Field(description="row of this suggestion in its prediction")
     parent_position: int | None = Field(description="position of the suggestion it refines")
     attributes: dict[str, Any]
+    uncertainty: float | None = Field(
+        default=None, description="this region's score under the queue's policy"
+    )
+    top_classes: list[dict[str, Any]] = Field(
+        default_factory=list, description="the 5 likeliest classes: [{label, prob}]"
+    )
 
     @classmethod
-    def of(cls, record: SuggestionRecord) -> SuggestionOut:
+    def of(cls, record: SuggestionRecord, why: RegionWhy | None = None) -> SuggestionOut:
         s = record.suggestion
         return cls(
             suggestion_id=record.suggestion_id,
@@ -67,4 +74,8 @@ class SuggestionOut(BaseModel):
             position=record.position,
             parent_position=s.parent_index,
             attributes=dict(s.attributes),
+            uncertainty=None if why is None else why.uncertainty,
+            top_classes=[]
+            if why is None
+            else [{"label": c, "prob": p} for c, p in why.top_classes],
         )
