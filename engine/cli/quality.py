@@ -70,9 +70,7 @@ def gold(
 @quality_app.command("gold-import")
 def gold_import(
     path: Annotated[str, typer.Argument(help="A COCO, Label Studio or CoNLL file.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="coco, labelstudio or conll.")
-    ] = "coco",
+    fmt: Annotated[str, typer.Option("--format", help="coco, labelstudio or conll.")] = "coco",
     by: Annotated[str, typer.Option(help="Who vouches for the labels.")] = "admin",
     config: ConfigOpt = None,
 ) -> None:

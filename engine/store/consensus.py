@@ -307,6 +307,4 @@ class ConsensusQueries(StoreCore):
         with self.engine.begin() as conn:
             conn.execute(update(t.quality_items).where(_Q.item_id == item_id).values(**values))
             if state == "final":
-                conn.execute(
-                    update(t.items).where(_ITEM.item_id == item_id).values(labeled=True)
-                )
+                conn.execute(update(t.items).where(_ITEM.item_id == item_id).values(labeled=True))

@@ -51,6 +51,4 @@ def review_page() -> FileResponse:
 @router.get("/quality", include_in_schema=False)
 def quality_page() -> FileResponse:
     """The reviewers' page: agreement, gold, the reviewer queue, calibration batches."""
-    return FileResponse(
-        static_dir() / "quality.html", media_type="text/html", headers=PAGE_HEADERS
-    )
+    return FileResponse(static_dir() / "quality.html", media_type="text/html", headers=PAGE_HEADERS)
