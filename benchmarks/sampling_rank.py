@@ -12,6 +12,14 @@ Run: ``.venv/bin/python benchmarks/sampling_rank.py`` (single-threaded BLAS;
 2. Diversity: k-center greedy picking 100 of 100,000 x 128 float32
    embeddings. Ours: incremental ``min`` distance update. Alternative: the
    textbook loop that recomputes distances to all picked centers each step.
+3. Every non-diverse policy score on the same backlog (``margin``,
+   ``entropy``, the detector default ``max_c binary_entropy``, ``topk_mean``
+   reduction): score + reduce + rank, each must stay <= 1 s.
+4. The queue's head under a diverse policy (``engine.sampling.head``):
+   ``kcenter`` and ``hybrid`` choosing ``--head-picks`` of a head of
+   ``--head-size`` x 256 (the stored embedding width); alternative: k-center
+   ordering the whole head (every item picked), the naive reading of
+   "k-center over the head".
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--kc-points", type=int, default=100_000)
     parser.add_argument("--kc-dim", type=int, default=128)
     parser.add_argument("--kc-picks", type=int, default=100)
+    parser.add_argument("--head-size", type=int, default=10_000)
+    parser.add_argument("--head-picks", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -124,13 +134,76 @@ def bench_k_center(np: Any, args: argparse.Namespace) -> list[tuple[str, float, 
     return [(label, ours_s, naive_s)]
 
 
+def bench_policies(np: Any, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    from engine.sampling import binary_entropy, entropy, margin, rank, reduce_groups
+
+    probs, offsets = _make_backlog(np, args)
+    cases: list[tuple[str, Callable[[], Any]]] = [
+        ("margin", lambda: margin(probs)),
+        ("entropy", lambda: entropy(probs)),
+        ("max_c binary entropy (detector auto)", lambda: binary_entropy(probs).max(axis=1)),
+    ]
+    rows = []
+    for name, score in cases:
+
+        def run(score: Callable[[], Any] = score) -> Any:
+            item = reduce_groups(score(), offsets=offsets, reduction="max", empty_value=1.0)
+            return rank(item)
+
+        seconds, _ = _best_of(run, args.repeats)
+        rows.append((f"policy {name} + max + rank, {args.n_items:,} items", seconds, float("nan")))
+    region = margin(probs)
+
+    def topk() -> Any:
+        item = reduce_groups(region, offsets=offsets, reduction="topk_mean", empty_value=1.0)
+        return rank(item)
+
+    seconds, _ = _best_of(topk, args.repeats)
+    label = f"reduction topk_mean (k=3) + rank, {args.n_items:,} items"
+    rows.append((label, seconds, float("nan")))
+    return rows
+
+
+def bench_head(np: Any, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    from engine.sampling import k_center_greedy
+    from engine.sampling.head import head_order
+    from engine.sampling.policy import RankPolicy
+
+    rng = np.random.default_rng(args.seed + 2)
+    n = args.head_size
+    points = rng.normal(size=(n, 256)).astype(np.float32)
+    vectors = list(points)
+    scores = np.sort(rng.uniform(size=n))[::-1]
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    whole_s, _ = _best_of(lambda: k_center_greedy(unit, n, metric="cosine", start=0), 1)
+    rows = []
+    for diversity in ("kcenter", "hybrid"):
+        policy = RankPolicy(diversity=diversity, head=n, picks=args.head_picks)
+        seconds, order = _best_of(lambda p=policy: head_order(scores, vectors, p), args.repeats)
+        if sorted(order.tolist()) != list(range(n)):
+            raise RuntimeError("head_order is not a permutation")
+        rows.append(
+            (
+                f"head {diversity}: {args.head_picks} picks of {n:,} x 256",
+                seconds,
+                whole_s,
+            )
+        )
+    return rows
+
+
 def main() -> None:
     args = _parse()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     import numpy as np  # after the thread limits so BLAS honours them
 
-    rows = bench_rank(np, args) + bench_k_center(np, args)
+    rows = (
+        bench_rank(np, args)
+        + bench_k_center(np, args)
+        + bench_policies(np, args)
+        + bench_head(np, args)
+    )
     print(f"\nnumpy {np.__version__}, {args.threads} BLAS thread(s), best of {args.repeats}\n")
     print("| step | ours (s) | obvious alternative (s) | speed-up |")
     print("|---|---:|---:|---:|")
@@ -141,7 +214,7 @@ def main() -> None:
     print(
         "\nAlternatives: ranking = per-item Python loop over region rows + sorted(key=...) on "
         f"{args.subset:,} items, scaled linearly; k-center = recompute distances to all picked "
-        "centers every step."
+        "centers every step; head = k-center ordering the whole head (every item picked)."
     )
 
 
