@@ -133,6 +133,11 @@ def test_an_annotator_reviews_an_image_and_a_text(
         assert int(page.get_attribute("#lease", "data-expires-in")) > 500
         page.wait_for_selector(f'#canvas[data-drawn="{cat},{dog},{dog_mask},{person}"]')
         assert suggestion(page, low).get_attribute("data-visible") == "false"
+        # why each region is there: its uncertainty and its top classes, from the API
+        assert suggestion(page, cat).get_attribute("data-top-classes").startswith("cat 91%")
+        assert float(suggestion(page, dog).get_attribute("data-uncertainty")) > float(
+            suggestion(page, cat).get_attribute("data-uncertainty")
+        )
     with shots.step("threshold"):
         for _ in range(5):
             page.keyboard.press("[")

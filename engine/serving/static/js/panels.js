@@ -53,7 +53,16 @@ export function renderSuggestionList(suggestions, onSelect) {
     const status = document.createElement("span");
     status.className = `status status-${s.status}`;
     status.textContent = s.status;
-    li.append(name, score, status, where);
+    const doubt = document.createElement("span");
+    doubt.className = "uncertainty";
+    li.dataset.uncertainty = s.uncertainty == null ? "" : String(s.uncertainty);
+    doubt.textContent = s.uncertainty == null ? "" : `u ${s.uncertainty.toFixed(2)}`;
+    const classes = (s.top_classes ?? []).map((c) => `${c.label} ${(c.prob * 100).toFixed(0)}%`);
+    li.dataset.topClasses = classes.join(", ");
+    li.title = classes.length
+      ? `uncertainty ${s.uncertainty?.toFixed(3) ?? "–"} · top classes: ${classes.join(", ")}`
+      : "";
+    li.append(name, score, status, doubt, where);
     li.addEventListener("click", () => onSelect(s.suggestion_id));
     return li;
   });
@@ -97,8 +106,10 @@ export function renderInfo(review) {
   $("accept").disabled = !s;
   $("reject").disabled = !s;
   $("label-select").disabled = !s;
+  const top = (s?.top_classes ?? []).slice(0, 3).map((c) => `${c.label} ${(c.prob * 100).toFixed(0)}%`);
   $("selected-info").textContent = s
-    ? `${review.current(s).label} ${(s.score * 100).toFixed(0)}% · ${s.status}`
+    ? `${review.current(s).label} ${(s.score * 100).toFixed(0)}% · ${s.status}` +
+      (top.length ? ` · ${top.join(", ")}` : "")
     : "Nothing selected";
   if (s) $("label-select").value = review.current(s).label;
   const step = review.prompt.steps.length;
