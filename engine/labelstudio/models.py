@@ -1,10 +1,14 @@
-"""The models behind Label Studio's ``/predict``: a detector for images, a tagger for texts.
+"""The models behind Label Studio's ``/predict``: a detector for images, a tagger for texts,
+a classifier for images labeled as a whole (``<Choices>`` and no shape control).
 
 ``ModelHolder`` builds each from its settings name (``default_detector``,
-``default_tagger``) once, under a lock, on first use or in ``load_all`` (the
-app's startup); tests pass ready models instead. ``predict`` serialises calls
-per model (spaCy pipelines and YOLO's anchor cache are not safe to share
-between threads), so the HTTP threadpool may call it freely.
+``default_tagger``, ``default_classifier``) once, under a lock, on first use or
+in ``load_all`` (the app's startup: detector and tagger; the classifier loads
+on first use); tests pass ready models instead. Models are held per *slot*:
+the item kinds ``image`` and ``text``, and ``classifier`` (image items).
+``predict`` serialises calls per model (spaCy pipelines and YOLO's anchor
+cache are not safe to share between threads), so the HTTP threadpool may call
+it freely.
 
 For image projects that want masks, ``chain(segmenter)`` is the detector
 chained with the server's interactive segmenter (``engine.models.chain``),
@@ -29,16 +33,25 @@ from engine.types import Item, Prediction
 
 if TYPE_CHECKING:
     from engine.models.chain import ChainedModel
+    from engine.models.registry import Role
     from engine.models.sam.segmenter import SamSegmenter
 
 log = logging.getLogger(__name__)
 
 KINDS = ("image", "text")
-_SETTING = {"image": "default_detector", "text": "default_tagger"}
+CLASSIFIER = "classifier"
+SLOTS = (*KINDS, CLASSIFIER)  # what ``get`` / ``predict`` take
+_SETTING = {"image": "default_detector", "text": "default_tagger", CLASSIFIER: "default_classifier"}
+_SLOT_KIND = {"image": "image", "text": "text", CLASSIFIER: "image"}
+_SLOT_ROLES: dict[str, tuple[Role, ...]] = {
+    "image": ("detector",),
+    "text": ("tagger",),
+    CLASSIFIER: ("classifier",),
+}
 
 
 class ModelHolder:
-    """One model per item kind, built once; see the module doc."""
+    """One model per slot (item kind, or ``classifier``), built once; see the module doc."""
 
     def __init__(
         self,
@@ -47,17 +60,15 @@ class ModelHolder:
         detector: Model | None = None,
         tagger: Model | None = None,
         build: Callable[[str], Model] | None = None,
+        classifier: Model | None = None,
     ) -> None:
         self._settings = settings
         self._build = build
-        self._names = {"image": settings.default_detector, "text": settings.default_tagger}
-        self._models: dict[str, Model] = {}
-        if detector is not None:
-            self._models["image"] = detector
-        if tagger is not None:
-            self._models["text"] = tagger
-        self._build_locks = {kind: threading.Lock() for kind in KINDS}
-        self._run_locks = {kind: threading.Lock() for kind in KINDS}
+        self._names = {slot: getattr(settings, _SETTING[slot]) for slot in SLOTS}
+        given = {"image": detector, "text": tagger, CLASSIFIER: classifier}
+        self._models: dict[str, Model] = {k: m for k, m in given.items() if m is not None}
+        self._build_locks = {slot: threading.Lock() for slot in SLOTS}
+        self._run_locks = {slot: threading.Lock() for slot in SLOTS}
         self._chain: ChainedModel | None = None
         self._chain_lock = threading.Lock()
 
@@ -68,18 +79,18 @@ class ModelHolder:
         from engine.models.registry import build_model, families
 
         spec = get_model_spec(self._settings, name)
-        allowed = families(kind=kind, roles=("detector", "tagger"))
+        allowed = families(kind=_SLOT_KIND[kind], roles=_SLOT_ROLES[kind])
         if spec.family not in allowed:
             raise ValueError(
-                f"{_SETTING[kind]} {name!r} is a {spec.family} model; {kind} tasks need one of "
+                f"{_SETTING[kind]} {name!r} is a {spec.family} model; it needs one of "
                 f"the families {', '.join(allowed)}"
             )
         return build_model(spec, self._settings.resolved_models_dir)
 
     def get(self, kind: str) -> Model:
-        """The model for ``kind`` (``image`` / ``text``), built on first use."""
-        if kind not in KINDS:
-            raise ValueError(f"no model for {kind!r} items; kinds: {', '.join(KINDS)}")
+        """The model for ``kind`` (``image`` / ``text`` / ``classifier``), built on first use."""
+        if kind not in SLOTS:
+            raise ValueError(f"no model for {kind!r}; one of: {', '.join(SLOTS)}")
         model = self._models.get(kind)
         if model is not None:
             return model

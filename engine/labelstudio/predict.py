@@ -93,12 +93,15 @@ def predict_tasks(
     loaded: Sequence[TaskItem | None],
     *,
     segmenter: SamSegmenter | None = None,
+    model: str | None = None,
 ) -> list[LsPredictionOut]:
     """Exactly one prediction per task, in order (see the module doc).
 
     ``segmenter``: run the detector chained with it (``version`` must be the chain's).
+    ``model``: the ``ModelHolder`` slot to run (default ``kind``; ``classifier`` for
+    image projects labeled with ``Choices``).
     """
-    _predict_missing(store, models, kind, version, loaded, segmenter)
+    _predict_missing(store, models, kind, version, loaded, segmenter, model or kind)
     return [
         _convert(store, task, entry, config, version)
         for task, entry in zip(tasks, loaded, strict=True)
@@ -112,6 +115,7 @@ def _predict_missing(
     version: str,
     loaded: Sequence[TaskItem | None],
     segmenter: SamSegmenter | None,
+    slot: str,
 ) -> None:
     todo: dict[str, TaskItem] = {}
     for entry in loaded:
@@ -122,7 +126,7 @@ def _predict_missing(
         pending = [_keyed(store, entry) for entry in pending]
     for start in range(0, len(pending), BATCH_SIZE):
         batch = pending[start : start + BATCH_SIZE]
-        for entry, outcome in _run(models, kind, batch, segmenter):
+        for entry, outcome in _run(models, slot, batch, segmenter):
             if isinstance(outcome, Exception):
                 log.warning("model failed on item %s: %s", entry.item.item_id, outcome)
                 continue

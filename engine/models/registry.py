@@ -1,15 +1,16 @@
 """Model families: what each one reads, what it does, how it is built and versioned.
 
 ``FAMILIES`` is the one map from a family (``yolo``, ``sam``, ``hf-ner``,
-``spacy``) to the item kind it reads (``image`` / ``text``), its role
-(``detector``, ``segmenter``: prompted by boxes or clicks, ``tagger``) and its
-builder; a ``ModelSpec`` from configs/ picks one. Building resolves the weight
-file through ``engine.assets.resolve`` (verified, never downloaded) and derives
-the model version from the weights' sha256 and the spec's config hash, so a
-changed file or changed parameters is a new version and pre-label jobs redo
-exactly what they must. ``resolved_version`` tells that version before
-building: from the spec for ``yolo`` / ``sam``; for taggers also from what is
-on disk (the checkpoint's weight hash, the installed spaCy pipeline).
+``spacy``, ``classifier``) to the item kind it reads (``image`` / ``text``), its
+role (``detector``, ``segmenter``: prompted by boxes or clicks, ``tagger``,
+``classifier``: one whole-item label) and its builder; a ``ModelSpec`` from
+configs/ picks one. Building resolves the weight file through
+``engine.assets.resolve`` (verified, never downloaded) and derives the model
+version from the weights' sha256 and the spec's config hash, so a changed file
+or changed parameters is a new version and pre-label jobs redo exactly what
+they must. ``resolved_version`` tells that version before building: from the
+spec for ``yolo`` / ``sam`` / ``classifier``; for taggers also from what is on
+disk (the checkpoint's weight hash, the installed spaCy pipeline).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from engine.models.base import Model
 from engine.models.versioning import spec_version
 
 Builder = Callable[[ModelSpec, Path, str, str], Model]
-Role = Literal["detector", "segmenter", "tagger"]
+Role = Literal["detector", "segmenter", "tagger", "classifier"]
 
 
 def _params(spec: ModelSpec, allowed: set[str]) -> dict[str, Any]:
@@ -51,6 +52,7 @@ def _build_yolo(spec: ModelSpec, models_dir: Path, device: str, precision: str) 
             "batch_size",
             "arch_yaml",
             "letterbox_mode",
+            "tta",
         },
     )
     params.pop("batch_size", None)  # a job setting, read by the pre-label job
@@ -73,6 +75,12 @@ def _build_sam(spec: ModelSpec, models_dir: Path, device: str, precision: str) -
     return SamSegmenter.from_spec(spec, models_dir, device, precision)
 
 
+def _build_classifier(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
+    from engine.models.classify.build import build_classifier
+
+    return build_classifier(spec, models_dir, device, precision)
+
+
 def _build_hf_ner(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> Model:
     from engine.models.ner.hf import build_hf_ner
 
@@ -88,7 +96,7 @@ def _build_spacy(spec: ModelSpec, models_dir: Path, device: str, precision: str)
 @dataclass(frozen=True)
 class Family:
     kind: str  # the items it reads: image | text
-    role: Role  # detector and tagger need no prompt; a segmenter is prompted
+    role: Role  # detector, tagger and classifier need no prompt; a segmenter is prompted
     build: Builder
     spec_versioned: bool  # its version follows from the spec alone (spec_version)
 
@@ -98,6 +106,7 @@ FAMILIES: dict[str, Family] = {
     "sam": Family("image", "segmenter", _build_sam, spec_versioned=True),
     "hf-ner": Family("text", "tagger", _build_hf_ner, spec_versioned=False),
     "spacy": Family("text", "tagger", _build_spacy, spec_versioned=False),
+    "classifier": Family("image", "classifier", _build_classifier, spec_versioned=True),
 }
 
 

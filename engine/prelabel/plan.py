@@ -4,7 +4,8 @@ A job runs one model family on one kind of item, decided by the family:
 
 - a detector (``yolo``) -> ``image`` items; optionally chained with a
   segmenter (``sam``) that turns the detector's boxes into masks;
-- a tagger (``hf-ner`` / ``spacy``) -> ``text`` items
+- a tagger (``hf-ner`` / ``spacy``) -> ``text`` items;
+- a classifier (``classifier``) -> ``image`` items, one whole-item class each
   (``engine.models.registry.FAMILIES`` says which family is which).
 
 Versions are what resume compares: an item is skipped when it has a
@@ -28,7 +29,7 @@ from engine.models.registry import FAMILIES, Role, families, resolved_version
 from engine.models.versioning import spec_version
 from engine.store import Store
 
-PROMPT_FREE: tuple[Role, ...] = ("detector", "tagger")  # roles a job runs without a prompt
+PROMPT_FREE: tuple[Role, ...] = ("detector", "tagger", "classifier")  # no prompt needed
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Label Studio's ML-backend protocol over the engine: ``/setup``, ``/predict``, ``/versions``.
 
 - The labeling config decides the model: a config with a control on an
-  ``<Image>`` is served by the detector (``default_detector``), otherwise by
-  the entity tagger (``default_tagger``). When a ``BrushLabels`` or
+  ``<Image>`` is served by the detector (``default_detector``), or by the
+  whole-image classifier (``default_classifier``) when its image controls are
+  ``Choices`` only (no shape control); otherwise by the entity tagger
+  (``default_tagger``). When a ``BrushLabels`` or
   ``PolygonLabels`` control labels the image too (and ``interactive_model``
   is a ``sam`` model), the detector is chained with the server's interactive
   segmenter (``ModelHolder.chain``): boxes and one mask per confident box,
@@ -33,10 +35,15 @@ from typing import TYPE_CHECKING
 from fastapi import HTTPException
 
 from engine.config import Settings, get_model_spec
-from engine.labelstudio.config import LabelingConfig, ObjectTag, parse_labeling_config
+from engine.labelstudio.config import (
+    SHAPE_CONTROLS,
+    LabelingConfig,
+    ObjectTag,
+    parse_labeling_config,
+)
 from engine.labelstudio.interactive import check_request, segment_tasks
 from engine.labelstudio.media import LabelStudioAccess, MediaFetcher
-from engine.labelstudio.models import KINDS, ModelHolder
+from engine.labelstudio.models import CLASSIFIER, KINDS, ModelHolder
 from engine.labelstudio.predict import load_tasks, predict_tasks
 from engine.labelstudio.protocol import LsPredictIn, LsPredictionOut, LsSetupIn, LsTaskIn
 from engine.labelstudio.tasks import TaskItem
@@ -71,6 +78,16 @@ def parse_config(xml_text: str) -> LabelingConfig:
 def config_kind(config: LabelingConfig) -> str:
     """``image`` when a control labels an ``<Image>``, else ``text``."""
     return "image" if any(c.target.kind == "image" for c in config.controls) else "text"
+
+
+def config_model(config: LabelingConfig) -> str:
+    """The ``ModelHolder`` slot serving ``config``: ``classifier`` when ``Choices`` label
+    an ``<Image>`` and no shape control does, else the item kind (``config_kind``)."""
+    kind = config_kind(config)
+    image_controls = {c.tag for c in config.controls if c.target.kind == "image"}
+    if kind == "image" and "Choices" in image_controls and not image_controls & {*SHAPE_CONTROLS}:
+        return CLASSIFIER
+    return kind
 
 
 def wants_masks(config: LabelingConfig) -> bool:
@@ -124,14 +141,17 @@ class LabelStudioBackend:
             return self._projects.get(str(project))
 
     def versions(self) -> list[str]:
-        """Versions of the models that can answer: detector, tagger, then the
-        detector -> segmenter chain once the segmenter is loaded (not loaded here)."""
+        """Versions of the models that can answer: detector, tagger, the classifier once
+        loaded, then the detector -> segmenter chain once the segmenter is loaded (neither
+        is loaded here)."""
         versions = []
         for kind in KINDS:
             try:
                 versions.append(self.models.get(kind).version)
             except Exception as exc:
                 log.warning("no %s model version: %s", kind, exc)
+        if CLASSIFIER in self.models.loaded():
+            versions.append(self.models.loaded()[CLASSIFIER])
         if self.segmenter is not None and self.segmenter.loaded and self._segmenter_is_sam():
             try:
                 versions.append(self.models.chain(self.segmenter.model).version)
@@ -152,7 +172,7 @@ class LabelStudioBackend:
     def served(self, config: LabelingConfig) -> tuple[str, SamSegmenter | None]:
         """The version ``config``'s predictions carry and the segmenter chained with
         the detector (``None``: the detector or tagger alone); 503 if one cannot load."""
-        version = self.model(config_kind(config)).version
+        version = self.model(config_model(config)).version
         segmenter = self.mask_segmenter(config)
         if segmenter is None:
             return version, None
@@ -216,7 +236,15 @@ class LabelStudioBackend:
         version, chain_with = self.served(config)
         loaded = self._load(store, body.tasks, target, access, project)
         return predict_tasks(
-            store, self.models, kind, version, config, body.tasks, loaded, segmenter=chain_with
+            store,
+            self.models,
+            kind,
+            version,
+            config,
+            body.tasks,
+            loaded,
+            segmenter=chain_with,
+            model=config_model(config),
         )
 
     def _load(

@@ -140,6 +140,8 @@ def test_legacy_stored_config_runs_as_it_was_recorded() -> None:
         "executor": "auto",
         "local_max_items": 512,
         "local_workers": None,
+        "tta": None,
+        "rank_policy": None,
     }
     # 1 actor x 1 CPU, all the cluster's CPUs as torch threads: the pre-auto rule
     assert actor_sizing(config, _cluster(2)) == ActorSizing(1, 1.0, 0, 2, ("torch_threads",))

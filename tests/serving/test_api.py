@@ -312,6 +312,9 @@ def test_openapi_lists_every_route_with_models(client: TestClient) -> None:
         ("/quality/batches/{batch_id}/report", "get"),
         ("/quality/batches/{batch_id}/close", "post"),
         ("/reports/quality", "get"),
+        ("/queue/rank", "post"),
+        ("/queue/policy", "get"),
+        ("/items/{item_id}/ranking", "get"),
     }
     found = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert found == expected
