@@ -32,6 +32,7 @@ from engine.labelstudio.protocol import LsPredictionOut, LsTaskIn
 from engine.labelstudio.results import to_ls_prediction
 from engine.labelstudio.tasks import TaskItem, load_task_item
 from engine.review.scoring import DISPLAY_THRESHOLD, queue_score
+from engine.sampling.policy import RankPolicy
 from engine.store import Store
 from engine.types import Mask, Prediction, Suggestion
 
@@ -94,14 +95,18 @@ def predict_tasks(
     *,
     segmenter: SamSegmenter | None = None,
     model: str | None = None,
+    policy: RankPolicy | None = None,
 ) -> list[LsPredictionOut]:
     """Exactly one prediction per task, in order (see the module doc).
 
     ``segmenter``: run the detector chained with it (``version`` must be the chain's).
     ``model``: the ``ModelHolder`` slot to run (default ``kind``; ``classifier`` for
-    image projects labeled with ``Choices``).
+    image projects labeled with ``Choices``). ``policy``: how new predictions are
+    scored for the queue (the queue's current policy; default: the defaults).
     """
-    _predict_missing(store, models, kind, version, loaded, segmenter, model or kind)
+    _predict_missing(
+        store, models, kind, version, loaded, segmenter, model or kind, policy or RankPolicy()
+    )
     return [
         _convert(store, task, entry, config, version)
         for task, entry in zip(tasks, loaded, strict=True)
@@ -116,6 +121,7 @@ def _predict_missing(
     loaded: Sequence[TaskItem | None],
     segmenter: SamSegmenter | None,
     slot: str,
+    policy: RankPolicy,
 ) -> None:
     todo: dict[str, TaskItem] = {}
     for entry in loaded:
@@ -130,7 +136,7 @@ def _predict_missing(
             if isinstance(outcome, Exception):
                 log.warning("model failed on item %s: %s", entry.item.item_id, outcome)
                 continue
-            store.save_predictions([outcome], [queue_score(outcome, kind)])
+            store.save_predictions([outcome], [queue_score(outcome, kind, policy)])
 
 
 def _keyed(store: Store, entry: TaskItem) -> TaskItem:

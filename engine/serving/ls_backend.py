@@ -48,6 +48,8 @@ from engine.labelstudio.predict import load_tasks, predict_tasks
 from engine.labelstudio.protocol import LsPredictIn, LsPredictionOut, LsSetupIn, LsTaskIn
 from engine.labelstudio.tasks import TaskItem
 from engine.models.base import Model
+from engine.review.ranking import current_policy
+from engine.sampling.policy import policy_from
 from engine.segment.service import InteractiveSegmenter
 from engine.store import Store
 
@@ -245,6 +247,7 @@ class LabelStudioBackend:
             loaded,
             segmenter=chain_with,
             model=config_model(config),
+            policy=current_policy(store, policy_from(self.settings.rank_policy)),
         )
 
     def _load(

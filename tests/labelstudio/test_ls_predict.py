@@ -185,3 +185,22 @@ def test_text_tasks_get_entity_spans(client: TestClient, store: Store) -> None:
     stored = store.suggestions_for(item_id, model_version=version)
     assert "DATE" in {r.suggestion.label for r in stored}  # found, but unmapped: skipped
     assert len(spans) == sum(r.suggestion.label in ("PERSON", "GPE", "LOC") for r in stored)
+
+
+def test_new_predictions_are_scored_under_the_queues_current_policy(
+    client: TestClient, store: Store, label_studio: MediaServer
+) -> None:
+    from engine.review.ranking import remember_policy
+    from engine.review.scoring import queue_score
+    from engine.sampling.policy import RankPolicy
+
+    policy = RankPolicy(score="least_confidence", reduction="mean")
+    remember_policy(store, policy)
+    version = setup(client, BOX_CONFIG, label_studio.url)
+    predict(client, [image_task(1, "/data/upload/7/a.png")], BOX_CONFIG)
+    item_id = hashlib.sha256(label_studio.files["/data/upload/7/a.png"]).hexdigest()[:24]
+    stored = store.stored_prediction(item_id)
+    assert stored is not None and stored.prediction.model_version == version
+    expected = queue_score(stored.prediction, "image", policy)
+    assert expected != pytest.approx(queue_score(stored.prediction, "image"))
+    assert store.item_score(item_id) == pytest.approx(expected)
