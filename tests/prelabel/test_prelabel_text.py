@@ -120,7 +120,10 @@ def test_spacy_tags_in_the_actor_and_refuses_per_item(tmp_path: Path) -> None:
     prediction = decode_prediction(out["meta"][0], out["probs"][0], out["extras"][0])
     spans = {(s.label, s.region.text) for s in prediction.suggestions if isinstance(s.region, Span)}
     assert ("GPE", "Paris") in spans and prediction.model_version == version
-    assert out["score"][0] == 1.0  # spaCy gives no confidence: unknown goes first
+    # spaCy's beam scores the text (its sentence uncertainty travels with the prediction)
+    assert 0.0 < out["score"][0] < 1.0
+    assert out["score"][0] == pytest.approx(text_score(prediction))
+    assert "sentence_uncertainty" in prediction.signals and prediction.embedding is not None
 
 
 def test_tagger_versions_resolve_as_the_builders_make_them(tmp_path: Path) -> None:

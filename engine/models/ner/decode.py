@@ -17,6 +17,7 @@ Word aggregation (``AGGREGATIONS``), from sub-token rows to one row per word:
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -170,3 +171,12 @@ def sentence_ids(text: str, starts_chars: IntArray) -> IntArray:
     """
     breaks = np.array([m.end() for m in _SENTENCE_BREAK.finditer(text)], dtype=np.intp)
     return np.searchsorted(breaks, starts_chars, side="right").astype(np.intp)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Half-open char ranges of the sentences ``sentence_ids`` numbers (same splitter).
+
+    Whitespace-only pieces (a text that opens with a line break) are left out.
+    """
+    cuts = [0, *(m.end() for m in _SENTENCE_BREAK.finditer(text)), len(text)]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if text[a:b].strip()]

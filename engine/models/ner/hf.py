@@ -14,7 +14,14 @@ of its entity type (all ``B-X`` / ``I-X`` / ... columns); ``probs`` row = the
 mean word tag distribution over the span (``class_names`` = the tag names);
 attributes ``entropy`` (mean normalised word entropy) and ``n_words``. The full
 word table travels with the prediction (``TextPrediction.tokens``) for
-sentence-level uncertainty (``engine.models.ner.uncertainty``).
+sentence-level uncertainty (``engine.models.ner.uncertainty``), also as
+``signals`` (``token_probs`` / ``token_sentence`` / ``token_span``).
+
+From the same forward (``engine.models.ner.hf_passes``): ``embedding`` = the
+mean of the final encoder hidden states over the text's content tokens,
+reduced to at most 256 wide and L2-normalised. Opt-in ``mc_passes = T > 0``
+adds ``T`` MC-dropout passes as ``signals["mc_token_probs"]``
+(``float16[T, n_words, n_tags]``); 0 (default) runs nothing more.
 """
 
 from __future__ import annotations
@@ -39,8 +46,15 @@ from engine.models.ner.decode import (
     sentence_ids,
     word_offsets,
 )
+from engine.models.ner.hf_passes import (
+    Encoded,
+    forward_windows,
+    mc_word_probs,
+    mean_embedding,
+    merge_per_text,
+)
 from engine.models.ner.uncertainty import TextPrediction, TextTokens, text_of, word_scores
-from engine.models.ner.windows import Window, length_batches, merge_windows, pad_batch, plan_windows
+from engine.models.ner.windows import Window, plan_windows
 from engine.models.versioning import model_version
 from engine.types import Item, Prediction, Span, Suggestion
 
@@ -51,19 +65,19 @@ CPU_BATCH, CUDA_BATCH = 16, 64
 
 
 @dataclass(frozen=True)
-class Encoded:
-    """One text's content tokens: ids, char offsets ``[n, 2]`` and word ids."""
-
-    ids: list[int]
-    offsets: npt.NDArray[np.int64]
-    word_ids: npt.NDArray[np.intp]
-
-
-@dataclass(frozen=True)
 class TextBatch:
     texts: list[str]
     encoded: list[Encoded]
     windows: list[Window]
+
+
+@dataclass(frozen=True)
+class TaggerOutput:
+    """Per text: token tag rows, token hidden rows, MC word rows (``None`` when off)."""
+
+    probs: list[FloatArray]
+    hidden: list[FloatArray]
+    mc: list[npt.NDArray[np.float16]] | None
 
 
 class HfTokenTagger(BaseModel):
@@ -83,6 +97,7 @@ class HfTokenTagger(BaseModel):
         aggregation: str = "first",
         batch_size: int | None = None,
         max_chars: int = 100_000,
+        mc_passes: int = 0,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("HfTokenTagger needs a fast tokenizer (offsets and word ids)")
@@ -90,6 +105,9 @@ class HfTokenTagger(BaseModel):
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if (batch_size is not None and batch_size < 1) or max_chars < 1:
             raise ValueError("batch_size and max_chars must be >= 1")
+        if not isinstance(mc_passes, int) or mc_passes < 0:
+            raise ValueError(f"mc_passes must be an integer >= 0, got {mc_passes!r}")
+        self.mc_passes = mc_passes
         self.name, self.version = name, version
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, precision)
@@ -137,7 +155,8 @@ class HfTokenTagger(BaseModel):
             ) from exc
         if version is None:
             labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-            settings = {k: options.get(k) for k in ("max_length", "stride", "aggregation")}
+            keys = ("max_length", "stride", "aggregation", "mc_passes")
+            settings = {k: options.get(k) for k in keys}
             local = Path(source)
             weights = (
                 checkpoint_sha256(local)
@@ -158,17 +177,28 @@ class HfTokenTagger(BaseModel):
         windows = plan_windows([len(e.ids) for e in encoded], self.window, self.stride)
         return TextBatch(texts, encoded, windows)
 
-    def forward(self, batch: TextBatch) -> list[FloatArray]:
-        return self.run_windows(batch.encoded, batch.windows)
+    def forward(self, batch: TextBatch) -> TaggerOutput:
+        n_tags = len(self.tagset.names)
+        rows = forward_windows(self, batch.encoded, batch.windows, n_tags, hidden=True)
+        assert rows.hidden is not None
+        width = int(getattr(self.model.config, "hidden_size", 0))  # only for word-less texts
+        mc = None
+        if self.mc_passes:
+            mc = mc_word_probs(self, batch.encoded, batch.windows, n_tags, self.mc_passes)
+        return TaggerOutput(
+            self.merge(batch.encoded, batch.windows, rows.probs),
+            merge_per_text(batch.encoded, batch.windows, rows.hidden, width),
+            mc,
+        )
 
     def postprocess(
-        self, items: Sequence[Item], raw: list[FloatArray], batch: TextBatch
+        self, items: Sequence[Item], raw: TaggerOutput, batch: TextBatch
     ) -> list[Prediction]:
-        per_text = self.merge(batch.encoded, batch.windows, raw)
+        mc: Sequence[npt.NDArray[np.float16] | None] = raw.mc or [None] * len(items)
         return [
-            self._prediction(item, text, enc, probs)
-            for item, text, enc, probs in zip(
-                items, batch.texts, batch.encoded, per_text, strict=True
+            self._prediction(item, text, enc, probs, mean_embedding(hidden), passes)
+            for item, text, enc, probs, hidden, passes in zip(
+                items, batch.texts, batch.encoded, raw.probs, raw.hidden, mc, strict=True
             )
         ]
 
@@ -201,41 +231,13 @@ class HfTokenTagger(BaseModel):
         self, encoded: Sequence[Encoded], windows: Sequence[Window]
     ) -> list[FloatArray]:
         """Tag-probability rows ``[window.length, n_tags]`` for every window (fp32)."""
-        import torch
-
-        out: list[FloatArray] = [np.zeros((0, len(self.tagset.names)), np.float32)] * len(windows)
-        n_prefix = len(self.prefix_ids)
-        for batch in length_batches(windows, self.batch_size):
-            seqs = [
-                self.prefix_ids
-                + encoded[windows[i].text_index].ids[windows[i].start : windows[i].end]
-                + self.suffix_ids
-                for i in batch
-            ]
-            ids, mask = pad_batch(seqs, self.pad_id)
-            logits = self.model(
-                input_ids=torch.from_numpy(ids).to(self.device),
-                attention_mask=torch.from_numpy(mask).to(self.device),
-            ).logits
-            probs = logits.float().softmax(dim=-1).cpu().numpy()
-            for row, i in enumerate(batch):
-                out[i] = probs[row, n_prefix : n_prefix + windows[i].length]
-        return out
+        return forward_windows(self, encoded, windows, len(self.tagset.names)).probs
 
     def merge(
         self, encoded: Sequence[Encoded], windows: Sequence[Window], rows: Sequence[FloatArray]
     ) -> list[FloatArray]:
         """Token rows ``[n_tokens, n_tags]`` per text from the window rows."""
-        by_text: list[list[int]] = [[] for _ in encoded]
-        for k, win in enumerate(windows):
-            by_text[win.text_index].append(k)
-        n_tags = len(self.tagset.names)
-        return [
-            merge_windows([windows[k] for k in ks], [rows[k] for k in ks], len(enc.ids))
-            if ks
-            else np.zeros((0, n_tags), dtype=np.float32)
-            for enc, ks in zip(encoded, by_text, strict=True)
-        ]
+        return merge_per_text(encoded, windows, rows, len(self.tagset.names))
 
     def predict_words(self, sentences: Sequence[Sequence[str]]) -> list[FloatArray]:
         """Word rows ``[n_words, n_tags]`` for pre-split sentences (no span decoding)."""
@@ -257,7 +259,13 @@ class HfTokenTagger(BaseModel):
         return text_of(item, given, max_chars=self.max_chars)
 
     def _prediction(
-        self, item: Item, text: str, enc: Encoded, token_probs: FloatArray
+        self,
+        item: Item,
+        text: str,
+        enc: Encoded,
+        token_probs: FloatArray,
+        embedding: FloatArray | None = None,
+        mc_passes: npt.NDArray[np.float16] | None = None,
     ) -> Prediction:
         word_probs = aggregate_words(token_probs, enc.word_ids, self.aggregation)
         offsets = (
@@ -304,6 +312,8 @@ class HfTokenTagger(BaseModel):
             suggestions=tuple(suggestions),
             probs=probs,
             class_names=self.tagset.names,
+            embedding=embedding,
+            signals={} if mc_passes is None else {"mc_token_probs": mc_passes},
             tokens=tokens,
         )
 
@@ -335,7 +345,7 @@ def _special_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
     return ids[: content[0]], ids[content[-1] + 1 :]
 
 
-_OPTIONS = {"max_length", "stride", "aggregation", "batch_size", "max_chars"}
+_OPTIONS = {"max_length", "stride", "aggregation", "batch_size", "max_chars", "mc_passes"}
 
 
 def build_hf_ner(spec: ModelSpec, models_dir: Path, device: str, precision: str) -> HfTokenTagger:

@@ -5,8 +5,10 @@ one) that additionally carries ``TextTokens``: the tag distribution of every
 word the tagger read, with its character offsets, its sentence and its span.
 That table is what uncertainty needs: a sentence where the model found nothing
 still has words, and their distributions say whether "nothing" was a sure call.
-It lives only in memory (the store keeps the per-span rows in ``probs``), so
-the pre-label job scores a prediction right after ``predict``.
+The table also travels as ``Prediction.signals`` (``token_probs``,
+``token_sentence``, ``token_span``; ``sentence_uncertainty`` likewise), set in
+``__post_init__`` when absent, so the store keeps it and the queue can be
+re-ranked later without the model.
 
 The queue score built from them is ``engine.review.scoring.text_score``.
 """
@@ -70,6 +72,19 @@ class TextPrediction(Prediction):
 
     tokens: TextTokens | None = None
     sentence_uncertainty: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        signals = dict(self.signals)
+        if self.tokens is not None:
+            signals.setdefault("token_probs", self.tokens.probs)
+            signals.setdefault("token_sentence", self.tokens.sentence)
+            signals.setdefault("token_span", self.tokens.span)
+        if self.sentence_uncertainty is not None:
+            signals.setdefault("sentence_uncertainty", self.sentence_uncertainty)
+        object.__setattr__(self, "signals", signals)
+        super().__post_init__()  # checks every signal
+        if self.sentence_uncertainty is None and "sentence_uncertainty" in self.signals:
+            object.__setattr__(self, "sentence_uncertainty", self.signals["sentence_uncertainty"])
 
 
 def word_scores(probs: FloatArray, token_score: str = "entropy") -> npt.NDArray[np.float64]:
