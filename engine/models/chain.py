@@ -18,7 +18,13 @@ suggestion per box scoring at least ``min_box_score``:
 - attributes ``predicted_iou``, ``stability_score``,
   ``multimask_disagreement`` (multimask only), ``box_score``, ``area_px``,
   ``mask_index``;
-- its ``probs`` row is its box's class distribution.
+- its ``probs`` row is its box's class distribution, and so are its rows of
+  the detector's per-region ``signals`` (``tta_*``; other signals pass as
+  they are) and its ``tta_*`` attributes.
+
+The item's ``embedding`` is the detector's; when the detector gives none, the
+segmenter's image embedding pooled over the image's cells
+(``engine.models.sam.pooling``: 256 floats, L2-normalised).
 
 Multimask (``multimask=None``: auto) decodes three masks per box, keeps the
 one with the highest predicted IoU and reports their disagreement. Auto turns
@@ -47,6 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.config import ConfigError
+from engine.models.sam.pooling import pooled_embedding
 from engine.models.versioning import config_hash
 from engine.types import Box, Item, Prediction, Suggestion
 
@@ -58,6 +65,8 @@ if TYPE_CHECKING:
 
 MAX_VERSION_CHARS = 128  # predictions.model_version column
 MIN_BOX_SIDE_PX = 1.0  # narrower boxes (after clipping to the image) get no mask
+# per-region signals of a detection and the axis that runs over its regions
+REGION_SIGNAL_AXES = {"tta_probs": 1, "tta_variation_ratio": 0, "tta_iou_spread": 0}
 
 
 class ChainedModel:
@@ -146,7 +155,7 @@ class ChainedModel:
         rows = detection.probs[parents] if parents else detection.probs[:0]
         embedding_vector = detection.embedding
         if embedding_vector is None:  # the image embedding, pooled: for diversity sampling
-            embedding_vector = embedding.features.float().mean(dim=(0, 2, 3)).cpu().numpy()
+            embedding_vector = pooled_embedding(embedding, self.segmenter.img_size)
         return Prediction(
             item_id=detection.item_id,
             model_name=self.name,
@@ -156,6 +165,7 @@ class ChainedModel:
             class_names=detection.class_names,
             embedding=embedding_vector,
             timings_ms={**detection.timings_ms, **timings_ms},
+            signals=chained_signals(detection, parents),
         )
 
     def _mask_suggestion(self, box: Suggestion, parent: int, result: MaskResult) -> Suggestion:
@@ -170,6 +180,7 @@ class ChainedModel:
         }
         if result.multimask_disagreement is not None:
             attributes["multimask_disagreement"] = result.multimask_disagreement
+        attributes.update({k: v for k, v in box.attributes.items() if k.startswith("tta_")})
         return Suggestion(
             label=box.label,
             score=box.score * iou if area_px else 0.0,
@@ -179,6 +190,18 @@ class ChainedModel:
             attributes=attributes,
             parent_index=parent,
         )
+
+
+def chained_signals(detection: Prediction, parents: list[int]) -> dict[str, npt.NDArray[Any]]:
+    """The detection's signals with each mask's rows (its box's) after the boxes' rows."""
+    out = dict(detection.signals)
+    n = len(detection.suggestions)
+    for name, axis in REGION_SIGNAL_AXES.items():
+        value = out.get(name)
+        if value is not None and value.ndim > axis and value.shape[axis] == n:
+            extra = np.take(value, np.asarray(parents, dtype=np.int64), axis=axis)
+            out[name] = np.concatenate([value, extra], axis=axis)
+    return out
 
 
 def chained_version(

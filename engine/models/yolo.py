@@ -20,6 +20,12 @@ sigmoids**: a row does not sum to 1 and is not a softmax distribution.
 ``Suggestion.score`` is the row's maximum, ``label`` its class; suggestions
 are sorted by score, descending.
 
+``Prediction.embedding`` is the backbone's ``SPPF`` map of the same forward,
+averaged over the image's cells (not the padding): 256 floats for yolo11n
+(``engine.models.yolo_features``). With ``tta`` (a list of augmentations,
+default none) extra batched passes add ``signals`` and per-box attributes
+``tta_*`` and change nothing else (``engine.models.yolo_tta``).
+
 Weights are never downloaded: a missing file is a ``ValueError``. Before
 ultralytics is first imported, the constructor sets ``YOLO_OFFLINE=1`` and
 ``YOLO_AUTOINSTALL=false`` (``setdefault``); without them importing
@@ -28,11 +34,8 @@ ultralytics probes DNS. If ultralytics was imported earlier, they come late.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,22 +43,36 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.imaging.decode import check_rgb_image, read_local_image
-from engine.models.base import BaseModel, pick_device, pick_dtype
+from engine.models.base import BaseModel, pick_device
 from engine.models.letterbox import (
     LetterboxFrame,
     letterbox_images,
     plan_letterbox,
     to_original_pixels,
 )
-from engine.models.versioning import model_version, sha256_file
-from engine.types import Box, Item, Prediction, Suggestion
+from engine.models.versioning import model_version
+from engine.models.yolo_build import (
+    LETTERBOX_MODES,
+    check_params,
+    class_names_of,
+    load_network,
+    nms_op,
+    prepare_for_inference,
+    use_channels_last,
+    yolo_dtype,
+)
+from engine.models.yolo_features import FeatureTap, pooled_embeddings
+from engine.models.yolo_tta import augmented_inputs, parse_tta, to_base_pixels, with_tta
+from engine.types import Box, FloatArray, Item, Prediction, Suggestion
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["LETTERBOX_MODES", "YoloBatch", "YoloDetector", "nms_op", "yolo_model_version"]
+
 _MAX_NMS_CANDIDATES = 30_000  # as ultralytics' max_nms
-_SUPPORTED_HEADS = frozenset({"Detect", "v10Detect"})
-LETTERBOX_MODES = ("rect", "square")
+Groups = tuple[tuple[tuple[int, ...], "torch.Tensor"], ...]  # (positions, [b, 3, H, W])
+Outputs = list[tuple[tuple[int, ...], "torch.Tensor"]]  # (positions, [b, 4 + nc, anchors])
 
 
 def yolo_model_version(weights_sha256: str, config: Mapping[str, Any]) -> str:
@@ -67,8 +84,19 @@ def yolo_model_version(weights_sha256: str, config: Mapping[str, Any]) -> str:
 class YoloBatch:
     """One ``[b, 3, H, W]`` tensor (model dtype, device, 0..1) per canvas shape."""
 
-    groups: tuple[tuple[tuple[int, ...], torch.Tensor], ...]  # (item positions, images)
+    groups: Groups  # (item positions, images)
     frames: tuple[LetterboxFrame, ...]
+    tta_groups: Groups = ()  # positions into tta_frames: augmentation-major, then item
+    tta_frames: tuple[LetterboxFrame, ...] = ()
+
+
+@dataclass(frozen=True)
+class YoloOutputs:
+    """The raw head outputs of the base and augmented passes, and the base embeddings."""
+
+    base: Outputs
+    embeddings: dict[int, FloatArray]
+    tta: Outputs
 
 
 class YoloDetector(BaseModel):
@@ -90,6 +118,7 @@ class YoloDetector(BaseModel):
         agnostic_nms: bool = False,
         letterbox_mode: str = "square",
         channels_last: bool | None = None,
+        tta: Sequence[str] | None = None,
         device: str = "auto",
         precision: str = "auto",
     ) -> None:
@@ -104,9 +133,11 @@ class YoloDetector(BaseModel):
         ``"rect"``: least padding, one forward per distinct canvas shape
         (fastest for same-size backlogs, slow for many different sizes).
         ``channels_last=None``: NHWC weights and inputs on x86 CPUs with oneDNN
-        (ultralytics' rule; ~2x faster there), NCHW elsewhere.
+        (ultralytics' rule; ~2x faster there), NCHW elsewhere. ``tta``: e.g.
+        ``["hflip", "scale:0.83"]`` (``engine.models.yolo_tta``).
         """
-        _check_params(conf_floor, iou_threshold, imgsz_px, max_det, letterbox_mode)
+        check_params(conf_floor, iou_threshold, imgsz_px, max_det, letterbox_mode)
+        self.tta = parse_tta(tta)
         self.letterbox_mode = letterbox_mode
         self.name = name
         self.conf_floor = float(conf_floor)
@@ -115,19 +146,20 @@ class YoloDetector(BaseModel):
         self.max_det = int(max_det)
         self.agnostic_nms = bool(agnostic_nms)
         self.device = pick_device(device)
-        self.dtype = _yolo_dtype(self.device, precision)
+        self.dtype = yolo_dtype(self.device, precision)
 
-        net, weights_sha256 = _load_network(weights_path, arch_yaml, num_classes)
+        net, weights_sha256 = load_network(weights_path, arch_yaml, num_classes)
         self.num_classes = int(net.model[-1].nc)
-        self.class_names = _class_names(net, class_names, self.num_classes)
+        self.class_names = class_names_of(net, class_names, self.num_classes)
         self.stride_px = int(net.stride.max())
         if self.imgsz_px % self.stride_px:
             raise ValueError(
                 f"imgsz_px must be a multiple of the model stride {self.stride_px}, "
                 f"got {self.imgsz_px}"
             )
-        self.channels_last = _use_channels_last(self.device, channels_last)
-        self._net = _prepare_for_inference(net, self.device, self.dtype, self.channels_last)
+        self.channels_last = use_channels_last(self.device, channels_last)
+        self._net = prepare_for_inference(net, self.device, self.dtype, self.channels_last)
+        self._tap = FeatureTap(self._net)  # the embedding: one layer's output, pooled
         self._forward_lock = threading.Lock()  # the Detect head caches anchors per input shape
         self.version = version or yolo_model_version(weights_sha256, self.config())
 
@@ -142,11 +174,10 @@ class YoloDetector(BaseModel):
             "agnostic_nms": self.agnostic_nms,
             "letterbox_mode": self.letterbox_mode,
             "class_names": list(self.class_names),
+            **({"tta": [a.name for a in self.tta]} if self.tta else {}),
         }
 
     def preprocess(self, items: Sequence[Item], inputs: Sequence[Any] | None) -> YoloBatch:
-        import torch
-
         given = [None] * len(items) if inputs is None else inputs
         images = [_image_of(item, image) for item, image in zip(items, given, strict=True)]
         square = self.letterbox_mode == "square"
@@ -154,6 +185,22 @@ class YoloDetector(BaseModel):
             plan_letterbox(im.shape[0], im.shape[1], self.imgsz_px, self.stride_px, square=square)
             for im in images
         )
+        if not self.tta:
+            return YoloBatch(groups=self._groups(images, frames), frames=frames)
+        tta_images, tta_frames = augmented_inputs(
+            self.tta, images, self.imgsz_px, self.stride_px, square=square
+        )
+        return YoloBatch(
+            groups=self._groups(images, frames),
+            frames=frames,
+            tta_groups=self._groups(tta_images, tta_frames),
+            tta_frames=tuple(tta_frames),
+        )
+
+    def _groups(self, images: Sequence[np.ndarray], frames: Sequence[LetterboxFrame]) -> Groups:
+        """Images with one canvas shape letterboxed into one tensor (model dtype, 0..1)."""
+        import torch
+
         by_shape: dict[tuple[int, int], list[int]] = {}
         for position, frame in enumerate(frames):
             by_shape.setdefault(frame.canvas_shape, []).append(position)
@@ -167,30 +214,51 @@ class YoloDetector(BaseModel):
                 tensor = tensor.contiguous()
             tensor = tensor.to(self.dtype).div_(255.0)
             groups.append((tuple(positions), tensor))
-        return YoloBatch(groups=tuple(groups), frames=frames)
+        return tuple(groups)
 
-    def forward(self, batch: YoloBatch) -> list[tuple[tuple[int, ...], torch.Tensor]]:
-        """Per group: the raw ``[b, 4 + nc, anchors]`` output (xywh canvas px, sigmoid scores)."""
-        outputs = []
+    def forward(self, batch: YoloBatch) -> YoloOutputs:
+        """Per group: the raw ``[b, 4 + nc, anchors]`` output (xywh canvas px, sigmoid scores);
+        per base image its pooled embedding; then the augmented groups (no embeddings)."""
+        base: Outputs = []
+        embeddings: dict[int, FloatArray] = {}
         for positions, images in batch.groups:
             with self._forward_lock:
                 output = self._net(images)
-            outputs.append((positions, output[0] if isinstance(output, tuple | list) else output))
-        return outputs
+                features = self._tap.take()
+            base.append((positions, output[0] if isinstance(output, tuple | list) else output))
+            pooled = pooled_embeddings(features, [batch.frames[i] for i in positions])
+            embeddings.update(zip(positions, pooled, strict=True))
+        tta: Outputs = []
+        for positions, images in batch.tta_groups:
+            with self._forward_lock:
+                output = self._net(images)
+                self._tap.take()
+            tta.append((positions, output[0] if isinstance(output, tuple | list) else output))
+        return YoloOutputs(base=base, embeddings=embeddings, tta=tta)
 
     def postprocess(
-        self,
-        items: Sequence[Item],
-        raw: list[tuple[tuple[int, ...], torch.Tensor]],
-        batch: YoloBatch,
+        self, items: Sequence[Item], raw: YoloOutputs, batch: YoloBatch
     ) -> list[Prediction]:
         kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for positions, output in raw:
+        for positions, output in raw.base:
             for row, position in enumerate(positions):
                 kept[position] = self._nms(output[row])
+        predictions = [
+            self._prediction(item, *kept[k], batch.frames[k], raw.embeddings[k])
+            for k, item in enumerate(items)
+        ]
+        if not self.tta:
+            return predictions
+        passes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for positions, output in raw.tta:
+            for row, flat in enumerate(positions):
+                boxes, rows = self._nms(output[row])
+                hflip = self.tta[flat // len(items)].hflip
+                passes[flat] = to_base_pixels(boxes, rows, batch.tta_frames[flat], hflip)
+        n = len(items)
         return [
-            self._prediction(item, *kept[position], batch.frames[position])
-            for position, item in enumerate(items)
+            with_tta(p, [passes[t * n + k] for t in range(len(self.tta))])
+            for k, p in enumerate(predictions)
         ]
 
     def _nms(self, pred: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +283,12 @@ class YoloDetector(BaseModel):
         return boxes[keep].cpu().numpy(), rows.cpu().numpy()
 
     def _prediction(
-        self, item: Item, boxes_xyxy: np.ndarray, rows: np.ndarray, frame: LetterboxFrame
+        self,
+        item: Item,
+        boxes_xyxy: np.ndarray,
+        rows: np.ndarray,
+        frame: LetterboxFrame,
+        embedding: FloatArray | None = None,
     ) -> Prediction:
         original = to_original_pixels(boxes_xyxy, frame)
         visible = (original[:, 2] > original[:, 0]) & (original[:, 3] > original[:, 1])
@@ -241,110 +314,8 @@ class YoloDetector(BaseModel):
             suggestions=suggestions,
             probs=rows[order].astype(np.float32),
             class_names=self.class_names,
+            embedding=embedding,
         )
-
-
-# -- construction helpers ----------------------------------------------------------
-
-
-def _check_params(
-    conf_floor: float, iou_threshold: float, imgsz_px: int, max_det: int, letterbox_mode: str
-) -> None:
-    if letterbox_mode not in LETTERBOX_MODES:
-        raise ValueError(f"letterbox_mode must be one of {LETTERBOX_MODES}, got {letterbox_mode!r}")
-    if not 0.0 <= conf_floor < 1.0:
-        raise ValueError(f"conf_floor must be in [0, 1), got {conf_floor}")
-    if not 0.0 < iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    if imgsz_px <= 0:
-        raise ValueError(f"imgsz_px must be positive, got {imgsz_px}")
-    if max_det < 1:
-        raise ValueError(f"max_det must be >= 1, got {max_det}")
-
-
-def _yolo_dtype(device: str, precision: str) -> torch.dtype:
-    import torch
-
-    if precision == "auto" and device.startswith("cuda"):
-        return torch.float16
-    return pick_dtype(device, precision)
-
-
-def _load_network(
-    weights_path: Path | str | None, arch_yaml: str | None, num_classes: int | None
-) -> tuple[Any, str]:
-    """The ultralytics ``DetectionModel`` (fp32, CPU) and the sha256 of its weights."""
-    if (weights_path is None) == (arch_yaml is None):
-        raise ValueError("give exactly one of weights_path (a .pt file) or arch_yaml")
-    if num_classes is not None and weights_path is not None:
-        raise ValueError("num_classes only applies to arch_yaml; weights fix the classes")
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # no DNS probe, no update check
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
-    if weights_path is not None:
-        path = Path(weights_path).expanduser()
-        if path.suffix != ".pt" or not path.is_file():
-            raise ValueError(f"YOLO weights must be an existing local .pt file, got {str(path)!r}")
-        from ultralytics.nn.tasks import load_checkpoint
-
-        net, _ = load_checkpoint(path)
-        weights_sha256 = sha256_file(path)
-    else:
-        from ultralytics.nn.tasks import DetectionModel
-
-        net = DetectionModel(arch_yaml, nc=num_classes, verbose=False)
-        weights_sha256 = _state_dict_sha256(net)
-    head = type(net.model[-1]).__name__
-    if head not in _SUPPORTED_HEADS:
-        raise ValueError(f"expected a YOLO detection model, got a {head} head")
-    return net, weights_sha256
-
-
-def _state_dict_sha256(net: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for key, tensor in net.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _class_names(
-    net: torch.nn.Module, override: Sequence[str] | None, num_classes: int
-) -> tuple[str, ...]:
-    if override is not None:
-        names = tuple(str(n) for n in override)
-        if len(names) != num_classes or not all(names):
-            raise ValueError(f"class_names needs {num_classes} non-empty names, got {len(names)}")
-        return names
-    model_names = getattr(net, "names", None) or {}
-    if isinstance(model_names, Mapping):
-        return tuple(str(model_names.get(i, i)) for i in range(num_classes))
-    return tuple(str(n) for n in model_names)
-
-
-def _use_channels_last(device: str, requested: bool | None) -> bool:
-    import platform
-
-    import torch
-
-    if requested is not None:
-        return requested
-    mkldnn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-    return bool(device == "cpu" and mkldnn and platform.machine() in {"x86_64", "AMD64"})
-
-
-def _prepare_for_inference(
-    net: Any, device: str, dtype: torch.dtype, channels_last: bool
-) -> torch.nn.Module:
-    import torch
-
-    head = net.model[-1]
-    if getattr(head, "one2one_cv2", None) is not None:
-        # an NMS-free head returns top-k (box, score, class) only; one-to-many keeps all scores
-        head.end2end = False
-    net = net.fuse(verbose=False)
-    net.eval().requires_grad_(False)
-    net = net.to(device=device, dtype=dtype)
-    return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
 def _image_of(item: Item, given: Any) -> np.ndarray:
@@ -353,27 +324,3 @@ def _image_of(item: Item, given: Any) -> np.ndarray:
     if item.kind != "image" or not item.uri:
         raise ValueError(f"item {item.item_id!r} is not an image item with a uri")
     return read_local_image(item.uri)
-
-
-@functools.cache
-def nms_op() -> Callable[..., Any]:
-    """torchvision's NMS kernel, without importing torchvision's Python package.
-
-    ``import torchvision`` pulls in its model zoo and ``torch._dynamo``: 1.5-2.5 s on
-    the first detection of a fresh process, most of a small job. The kernel itself
-    lives in torchvision's compiled extension, registered as ``torchvision::nms``
-    when the library loads; the package import is the fallback.
-    """
-    import importlib.util
-
-    import torch
-
-    if not hasattr(torch.ops.torchvision, "nms"):
-        spec = importlib.util.find_spec("torchvision")
-        folders = list(spec.submodule_search_locations or []) if spec else []
-        libraries = sorted(p for folder in folders for p in Path(folder).glob("_C*.so"))
-        if libraries:
-            torch.ops.load_library(str(libraries[0]))
-        else:  # pragma: no cover - a torchvision build without the shared library
-            import torchvision  # noqa: F401  (registers the op)
-    return torch.ops.torchvision.nms
