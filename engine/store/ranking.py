@@ -42,12 +42,12 @@ class StoredPrediction:
 
 
 def pack_signals(signals: Mapping[str, npt.NDArray[Any]]) -> bytes | None:
-    """The signals as ``.npz`` bytes (floats stored as float16 when they fit), or None."""
+    """The signals as compressed ``.npz`` bytes (floats as float16 when they fit), or None."""
     if not signals:
         return None
     buffer = io.BytesIO()
     arrays = {name: _compact(value) for name, value in signals.items()}
-    np.savez(buffer, allow_pickle=False, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
