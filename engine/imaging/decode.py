@@ -138,6 +138,16 @@ def read_local_image(uri: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> RGBAr
     return decode_image(data, max_pixels=max_pixels, source=uri)
 
 
+def image_input(item: Item, given: Any) -> RGBArray:
+    """A model's image for ``item``: ``given`` (already decoded) checked, else read from
+    the item's local ``uri``."""
+    if given is not None:
+        return check_rgb_image(given, source=item.item_id)
+    if item.kind != "image" or not item.uri:
+        raise ValueError(f"item {item.item_id!r} is not an image item with a uri")
+    return read_local_image(item.uri)
+
+
 def check_rgb_image(image: Any, *, source: str = "") -> RGBArray:
     """Return ``image`` if it is a non-empty ``HxWx3`` uint8 array, else ``ValueError``."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:

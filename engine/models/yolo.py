@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.imaging.decode import check_rgb_image, read_local_image
+from engine.imaging.decode import image_input
 from engine.models.base import BaseModel, pick_device
 from engine.models.letterbox import (
     LetterboxFrame,
@@ -179,7 +179,7 @@ class YoloDetector(BaseModel):
 
     def preprocess(self, items: Sequence[Item], inputs: Sequence[Any] | None) -> YoloBatch:
         given = [None] * len(items) if inputs is None else inputs
-        images = [_image_of(item, image) for item, image in zip(items, given, strict=True)]
+        images = [image_input(item, image) for item, image in zip(items, given, strict=True)]
         square = self.letterbox_mode == "square"
         frames = tuple(
             plan_letterbox(im.shape[0], im.shape[1], self.imgsz_px, self.stride_px, square=square)
@@ -316,11 +316,3 @@ class YoloDetector(BaseModel):
             class_names=self.class_names,
             embedding=embedding,
         )
-
-
-def _image_of(item: Item, given: Any) -> np.ndarray:
-    if given is not None:
-        return check_rgb_image(given, source=item.item_id)
-    if item.kind != "image" or not item.uri:
-        raise ValueError(f"item {item.item_id!r} is not an image item with a uri")
-    return read_local_image(item.uri)

@@ -105,23 +105,11 @@ class RankingQueries(ItemQueries):
         """Pages of unlabeled items' scoring predictions, by item id, after ``after``."""
         last = after
         while True:
-            joined = t.items.join(
-                t.predictions,
-                and_(
-                    _PRED.item_id == _ITEM.item_id,
-                    _PRED.model_version == _ITEM.score_model_version,
-                ),
-            ).outerjoin(t.prediction_extras, _EXTRA.prediction_id == _PRED.prediction_id)
+            scoring = and_(
+                _PRED.item_id == _ITEM.item_id, _PRED.model_version == _ITEM.score_model_version
+            )
             query = (
-                select(
-                    _ITEM.item_id,
-                    _ITEM.kind,
-                    _ITEM.score.label("item_score"),
-                    t.predictions,
-                    _EXTRA.embedding_f16,
-                    _EXTRA.signals_npz,
-                )
-                .select_from(joined)
+                _stored_select(scoring)
                 .where(_ITEM.labeled == false(), _ITEM.item_id > last, _ITEM.kind.in_(kinds))
                 .order_by(_ITEM.item_id)
                 .limit(page)
@@ -146,19 +134,7 @@ class RankingQueries(ItemQueries):
         """The item's scoring prediction (else its newest), or None without one."""
         item = self.get_item(item_id)
         query = (
-            select(
-                _ITEM.item_id,
-                _ITEM.kind,
-                _ITEM.score.label("item_score"),
-                t.predictions,
-                _EXTRA.embedding_f16,
-                _EXTRA.signals_npz,
-            )
-            .select_from(
-                t.items.join(t.predictions, _PRED.item_id == _ITEM.item_id).outerjoin(
-                    t.prediction_extras, _EXTRA.prediction_id == _PRED.prediction_id
-                )
-            )
+            _stored_select(_PRED.item_id == _ITEM.item_id)
             .where(_ITEM.item_id == item.item_id)
             .order_by(
                 (_PRED.model_version == _ITEM.score_model_version).desc(),
@@ -176,6 +152,21 @@ class RankingQueries(ItemQueries):
                 .order_by(_SUG.position)
             ).all()
         return _stored(row, list(suggestions))
+
+
+def _stored_select(on: Any) -> Any:
+    """Items joined to their predictions ``on`` a condition, with the extras."""
+    joined = t.items.join(t.predictions, on).outerjoin(
+        t.prediction_extras, _EXTRA.prediction_id == _PRED.prediction_id
+    )
+    return select(
+        _ITEM.item_id,
+        _ITEM.kind,
+        _ITEM.score.label("item_score"),
+        t.predictions,
+        _EXTRA.embedding_f16,
+        _EXTRA.signals_npz,
+    ).select_from(joined)
 
 
 def _stored(row: Any, suggestion_rows: list[Any]) -> StoredPrediction:

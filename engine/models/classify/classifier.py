@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.imaging.decode import check_rgb_image, read_local_image
+from engine.imaging.decode import image_input
 from engine.models.base import BaseModel, pick_device, pick_dtype
 from engine.models.classify.networks import load_network
 from engine.models.versioning import model_version
@@ -118,7 +118,7 @@ class ImageClassifier(BaseModel):
         given = [None] * len(items) if inputs is None else inputs
         crops = np.stack(
             [
-                center_crop_resize(_image_of(item, image), self.image_size_px, self.crop_pct)
+                center_crop_resize(image_input(item, image), self.image_size_px, self.crop_pct)
                 for item, image in zip(items, given, strict=True)
             ]
         )
@@ -204,11 +204,3 @@ def _class_names(given: Sequence[str] | None, num_classes: int) -> tuple[str, ..
     if len(set(names)) != len(names):
         raise ValueError("class_names must be unique")
     return names
-
-
-def _image_of(item: Item, given: Any) -> np.ndarray:
-    if given is not None:
-        return check_rgb_image(given, source=item.item_id)
-    if item.kind != "image" or not item.uri:
-        raise ValueError(f"item {item.item_id!r} is not an image item with a uri")
-    return read_local_image(item.uri)
