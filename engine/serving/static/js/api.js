@@ -87,3 +87,14 @@ export function clientKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+// A handler that runs ``fn`` and hands any error to ``onError`` (the page's banner).
+export function guarded(fn, onError) {
+  return async (...args) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      onError(err);
+    }
+  };
+}

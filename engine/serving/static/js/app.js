@@ -37,15 +37,7 @@ async function refreshProgress() {
 const review = new Review({ onError: showError, onDecision: refreshProgress });
 
 // Run an action; its error (the API's message) goes to the banner.
-function act(fn) {
-  return async (...args) => {
-    try {
-      await fn(...args);
-    } catch (err) {
-      showError(err);
-    }
-  };
-}
+const act = (fn) => api.guarded(fn, showError);
 
 async function start() {
   const fromLink = api.tokenFromFragment();

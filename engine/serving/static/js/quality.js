@@ -13,15 +13,7 @@ function showError(err) {
   $("error").hidden = false;
 }
 
-function act(fn) {
-  return async (...args) => {
-    try {
-      await fn(...args);
-    } catch (err) {
-      showError(err);
-    }
-  };
-}
+const act = (fn) => api.guarded(fn, showError);
 
 function item(text, attrs = {}) {
   const li = document.createElement("li");
