@@ -25,9 +25,11 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from engine.labelstudio.config import LabelingConfig, ObjectTag
 from engine.labelstudio.media import LabelStudioAccess, MediaFetcher
-from engine.labelstudio.models import ModelHolder
+from engine.labelstudio.models import CLASSIFIER, ModelHolder
 from engine.labelstudio.protocol import LsPredictionOut, LsTaskIn
 from engine.labelstudio.results import to_ls_prediction
 from engine.labelstudio.tasks import TaskItem, load_task_item
@@ -105,7 +107,15 @@ def predict_tasks(
     scored for the queue (the queue's current policy; default: the defaults).
     """
     _predict_missing(
-        store, models, kind, version, loaded, segmenter, model or kind, policy or RankPolicy()
+        store,
+        models,
+        kind,
+        version,
+        loaded,
+        segmenter,
+        model or kind,
+        policy or RankPolicy(),
+        config,
     )
     return [
         _convert(store, task, entry, config, version)
@@ -122,6 +132,7 @@ def _predict_missing(
     segmenter: SamSegmenter | None,
     slot: str,
     policy: RankPolicy,
+    config: LabelingConfig,
 ) -> None:
     todo: dict[str, TaskItem] = {}
     for entry in loaded:
@@ -136,7 +147,29 @@ def _predict_missing(
             if isinstance(outcome, Exception):
                 log.warning("model failed on item %s: %s", entry.item.item_id, outcome)
                 continue
+            if slot == CLASSIFIER:
+                outcome = with_choice_groups(outcome, config)
             store.save_predictions([outcome], [queue_score(outcome, kind, policy)])
+
+
+def with_choice_groups(prediction: Prediction, config: LabelingConfig) -> Prediction:
+    """The classifier's prediction with ``signals["class_groups"]``: each class's index
+    among the first Choices control's labels (-1: maps to none), so the queue scores
+    the project's choices, not the model's classes: a photo split 0.38 / 0.27 / 0.22
+    over tabby, tiger cat and Egyptian cat is a sure "Cat", not an unsure image."""
+    controls = config.controls_of("choices")
+    if not controls or not prediction.class_names:
+        return prediction
+    control = controls[0]
+    index = {label.value: i for i, label in enumerate(control.labels)}
+    groups = np.array(
+        [
+            -1 if (label := control.label_for(name)) is None else index[label.value]
+            for name in prediction.class_names
+        ],
+        dtype=np.int32,
+    )
+    return dataclasses.replace(prediction, signals={**prediction.signals, "class_groups": groups})
 
 
 def _keyed(store: Store, entry: TaskItem) -> TaskItem:

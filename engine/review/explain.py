@@ -119,7 +119,8 @@ def _region_uncertainty(prediction: Prediction, kind: str, policy: RankPolicy) -
             low = min(float(attrs["predicted_iou"]), float(attrs["stability_score"]))
             out[i] = float(min(max(1.0 - low, 0.0), 1.0))
         elif s.region is None and prediction.probs.shape[1]:
-            out[i] = class_score(prediction.probs[i : i + 1], policy)
+            groups = prediction.signals.get("class_groups")
+            out[i] = class_score(prediction.probs[i : i + 1], policy, groups)
         elif prediction.probs.shape[1]:
             out[i] = float(region_scores(prediction, [i], policy)[0])
     return out

@@ -27,7 +27,9 @@ a *class* when it has no region (a whole-image classifier), else a *detection*.
   look: a sure box whose mask is unstable still needs a human for the
   outline, and a good mask does not make a doubtful box certain.
 - Classes (``engine.review.scoring_text.class_score``): ``policy.score`` of
-  the full probability row (``auto`` = ``margin``).
+  the full probability row (``auto`` = ``margin``), summed into the Label
+  Studio project's choices first when ``/predict`` stored them
+  (``signals["class_groups"]``).
 
 **Texts** (``text_score``, ``engine.review.scoring_text``): word scores from
 the word table (``auto`` = normalised ``entropy``; ``bald`` /
@@ -83,7 +85,7 @@ def image_score(prediction: Prediction, policy: RankPolicy | None = None) -> flo
     if not suggestions:
         return policy.empty_score
     if all(s.region is None for s in suggestions) and prediction.probs.shape[1]:
-        return class_score(prediction.probs, policy)
+        return class_score(prediction.probs, policy, prediction.signals.get("class_groups"))
     masks = [
         i
         for i, s in enumerate(suggestions)

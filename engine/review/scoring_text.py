@@ -54,12 +54,30 @@ def _reduce(values: npt.NDArray[np.float64], policy: RankPolicy) -> float:
     return squash(float(reduced[0]), policy)
 
 
-def class_score(probs: npt.NDArray[np.float32], policy: RankPolicy) -> float:
-    """A whole-item classifier's score: ``policy.score`` of its probability row(s)."""
+def class_score(
+    probs: npt.NDArray[np.float32], policy: RankPolicy, groups: npt.NDArray[Any] | None = None
+) -> float:
+    """A whole-item classifier's score: ``policy.score`` of its probability row(s).
+
+    ``groups`` (``signals["class_groups"]``: each class's choice index, -1 for none)
+    sums the row into the project's choices first, the unmapped mass one "other"."""
     name = "margin" if policy.score in ("auto", *STOCHASTIC) else policy.score
-    row = np.maximum(np.asarray(probs, dtype=np.float64), 0.0) + 1e-12
+    row = np.maximum(np.asarray(probs, dtype=np.float64), 0.0)
+    if groups is not None and groups.shape == (row.shape[-1],) and len(groups):
+        row = grouped_rows(row, np.asarray(groups, dtype=np.intp))
+    row = row + 1e-12
     values = np.asarray(get_score(name)(row, normalize=True), dtype=np.float64)
     return _reduce(values, policy)
+
+
+def grouped_rows(rows: npt.NDArray[np.float64], groups: npt.NDArray[np.intp]) -> Any:
+    """``[n, n_classes]`` -> ``[n, n_groups (+1 other when a class maps to none)]``."""
+    n_groups = int(groups.max()) + 1 if groups.max() >= 0 else 0
+    other = groups < 0
+    columns = [rows[:, groups == g].sum(axis=1) for g in range(n_groups)]
+    if other.any():
+        columns.append(rows[:, other].sum(axis=1))
+    return np.stack(columns, axis=1) if columns else rows
 
 
 def word_table(prediction: Prediction) -> tuple[Any, ...] | None:

@@ -91,6 +91,10 @@ def test_a_choices_config_is_served_by_the_classifier(
         assert record.suggestion.region is None and record.suggestion.label == "cat"
         assert result["score"] == pytest.approx(record.suggestion.score)
         assert out["score"] == pytest.approx(store.prediction_score(item_id_of(task), version))
+        stored = store.stored_prediction(item_id_of(task))
+        assert stored is not None
+        names, groups = stored.prediction.class_names, stored.prediction.signals["class_groups"]
+        assert dict(zip(names, groups.tolist(), strict=True)) == {"cat": 0, "dog": 1, "cup": 2}
     assert models.loaded()["classifier"] == version
     versions = client.get("/versions", headers=BASIC).json()["versions"]
     assert version in versions and tiny_detector().version in versions

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.review.scoring import image_score
 from engine.types import Box, Prediction, Suggestion
@@ -37,3 +38,17 @@ def test_masks_score_from_their_quality_heads() -> None:
 
     assert image_score(mask_prediction(0.95, 0.97)) < image_score(mask_prediction(0.95, 0.6))
     assert image_score(mask_prediction(0.95, 0.6)) == 0.4
+
+
+def test_a_classifier_row_is_scored_over_the_projects_choices() -> None:
+    """A sure cat split over three cat classes is sure once summed into "Cat"."""
+    names = ("tabby", "tiger cat", "Egyptian cat", "beagle", "cup")
+    row = np.array([[0.38, 0.27, 0.22, 0.08, 0.05]], dtype=np.float32)
+    suggestion = Suggestion("tabby", 0.38, None, "cls", "v")
+    raw = Prediction("a", "cls", "v", (suggestion,), row, names)
+    grouped = Prediction(
+        "a", "cls", "v", (suggestion,), row, names,
+        signals={"class_groups": np.array([0, 0, 0, 1, -1], dtype=np.int32)},
+    )  # fmt: skip
+    assert image_score(raw) == pytest.approx(1 - (0.38 - 0.27))  # margin on the model's row
+    assert image_score(grouped) == pytest.approx(1 - (0.87 - 0.08))  # Cat 0.87 vs Dog 0.08
