@@ -155,3 +155,24 @@ def test_power_sampler_is_seeded(backlog: Store) -> None:
 def test_bad_policies_name_the_field(text: str, field: str) -> None:
     with pytest.raises(PolicyError, match=field):
         policy_from(text)
+
+
+@pytest.mark.slow
+def test_the_same_ranking_on_postgres(pg_store: Store) -> None:
+    """prediction_extras, the meta upsert and the paged joins on a real PostgreSQL."""
+    shaky = np.array([[[0.9, 0.1]], [[0.1, 0.9]]], np.float32)
+    dups = _near_duplicates(1, 6)
+    store_predictions(
+        pg_store,
+        [box_prediction("near", NEAR, signals={"tta_probs": shaky}, embedding=dups[0])]
+        + [box_prediction(f"dup-{i}", CLOSE, embedding=e) for i, e in enumerate(dups[1:])]
+        + [box_prediction("far", SURE, embedding=_near_duplicates(1, 1, seed=5)[0])],
+    )
+    rank_backlog(pg_store, policy_from("margin"))
+    assert served_order(pg_store, 1)[0].startswith("dup-")
+    assert current_policy(pg_store) == RankPolicy(score="margin")
+    rank_backlog(pg_store, policy_from("margin,diversity=kcenter,head=7,picks=3"))
+    assert "far" in served_order(pg_store, 3)
+    stored = pg_store.stored_prediction("near")
+    assert stored is not None and stored.prediction.embedding is not None
+    np.testing.assert_allclose(stored.prediction.signals["tta_probs"], shaky, atol=1e-3)
