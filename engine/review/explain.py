@@ -52,12 +52,17 @@ class ItemWhy:
     has_embedding: bool
 
 
-def explain_item(store: Store, item_id: str, policy: RankPolicy | None = None) -> ItemWhy:
-    """The item's ranking, explained (``NotFoundError`` for an unknown item)."""
+def explain_item(
+    store: Store, item_id: str, policy: RankPolicy | None = None, *, with_rank: bool = True
+) -> ItemWhy:
+    """The item's ranking, explained (``NotFoundError`` for an unknown item).
+
+    ``with_rank=False`` skips counting the items ahead (a range count on the queue's
+    index: cheap at the head, more for an item deep in a large backlog)."""
     policy = policy or current_policy(store)
     stored = store.stored_prediction(item_id)
     score = store.item_score(item_id)
-    rank = store.queue_rank(item_id, score)
+    rank = store.queue_rank(item_id, score) if with_rank else None
     if stored is None:
         return ItemWhy(item_id, None, None, policy, score, None, rank, [], [], False)
     prediction = stored.prediction

@@ -39,7 +39,7 @@ def top_table(
 
 
 def _why(store: Store, item_id: str, policy: RankPolicy) -> str:
-    why = explain_item(store, item_id, policy)
+    why = explain_item(store, item_id, policy, with_rank=False)
     if why.uncertainty is None:
         return "no stored prediction"
     scored = [r for r in why.regions if r.uncertainty is not None]

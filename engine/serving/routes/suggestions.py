@@ -40,7 +40,8 @@ def list_suggestions(
     ] = None,
 ) -> list[SuggestionOut]:
     records = store.suggestions_for(item_id, model_version=model_version, min_score=min_score)
-    why = explain_item(store, item_id, current_policy(store, policy_from(settings.rank_policy)))
+    policy = current_policy(store, policy_from(settings.rank_policy))
+    why = explain_item(store, item_id, policy, with_rank=False)
     regions = {r.position: r for r in why.regions} if records else {}
     same = bool(records) and records[0].prediction_id == why.prediction_id
     return [
