@@ -43,12 +43,11 @@ def top(
     """Print the queue's top items with their suggestions (and, with --why, the reasons)."""
     from engine.review.ranking import current_policy
     from engine.review.report import top_table
-    from engine.sampling.policy import policy_from
     from engine.store import Store
 
     settings = _settings(config)
     store = Store(settings.resolved_database_url)
-    policy = current_policy(store, policy_from(settings.rank_policy)) if why else None
+    policy = current_policy(store, settings.rank_policy) if why else None
     console.print(top_table(store, limit=limit, min_score=min_score, policy=policy))
 
 

@@ -237,7 +237,7 @@ def job_policy(store: Store, settings: Settings, config: PrelabelConfig) -> Rank
     """The job's ``rank_policy``, else the queue's current one, else the settings'."""
     if config.rank_policy is not None:
         return policy_from(config.rank_policy)
-    return current_policy(store, policy_from(settings.rank_policy))
+    return current_policy(store, settings.rank_policy)
 
 
 def pick_executor(config: PrelabelConfig, settings: Settings, n_items: int) -> str:

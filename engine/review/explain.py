@@ -20,6 +20,7 @@ import numpy as np
 from engine.review.ranking import current_policy
 from engine.review.scoring import queue_score, region_scores
 from engine.review.scoring_text import class_score, word_table, word_uncertainty
+from engine.sampling.policies import mask_region_scores
 from engine.sampling.policy import RankPolicy
 from engine.store import Store
 from engine.store.ranking import StoredPrediction
@@ -121,8 +122,8 @@ def _region_uncertainty(prediction: Prediction, kind: str, policy: RankPolicy) -
     for i, s in enumerate(prediction.suggestions):
         attrs = s.attributes
         if "predicted_iou" in attrs and "stability_score" in attrs:
-            low = min(float(attrs["predicted_iou"]), float(attrs["stability_score"]))
-            out[i] = float(min(max(1.0 - low, 0.0), 1.0))
+            iou, stability = [float(attrs["predicted_iou"])], [float(attrs["stability_score"])]
+            out[i] = float(mask_region_scores(iou, stability)[0])
         elif s.region is None and prediction.probs.shape[1]:
             groups = prediction.signals.get("class_groups")
             out[i] = class_score(prediction.probs[i : i + 1], policy, groups)

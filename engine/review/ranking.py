@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,12 +47,13 @@ class RankReport:
     seconds: float
 
 
-def current_policy(store: Store, default: RankPolicy | None = None) -> RankPolicy:
-    """The policy the queue was last ranked with, else ``default`` (else the defaults)."""
+def current_policy(
+    store: Store, default: RankPolicy | Mapping[str, Any] | None = None
+) -> RankPolicy:
+    """The policy the queue was last ranked with, else ``default`` (a policy or its
+    fields, e.g. ``settings.rank_policy``; else the defaults)."""
     raw = store.meta_value(_POLICY_KEY)
-    if raw is None:
-        return default or RankPolicy()
-    return policy_from(json.loads(raw))
+    return policy_from(default if raw is None else json.loads(raw))
 
 
 def remember_policy(store: Store, policy: RankPolicy) -> None:

@@ -89,18 +89,13 @@ def hybrid_greedy(
 
 
 def _usable(embeddings: Sequence[npt.NDArray[np.float32] | None]) -> IndexArray:
-    widths = [len(e) for e in embeddings if e is not None and np.linalg.norm(e) > 0]
-    if not widths:
+    """Rows with a non-zero embedding of the most common width."""
+    present = [(i, len(e)) for i, e in enumerate(embeddings) if e is not None and np.any(e)]
+    if not present:
         return np.zeros(0, dtype=np.intp)
+    widths = [w for _, w in present]
     width = max(set(widths), key=widths.count)
-    return np.array(
-        [
-            i
-            for i, e in enumerate(embeddings)
-            if e is not None and len(e) == width and np.linalg.norm(e) > 0
-        ],
-        dtype=np.intp,
-    )
+    return np.array([i for i, w in present if w == width], dtype=np.intp)
 
 
 def _unit(vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -111,6 +111,15 @@ def detection_item_scores(
     )
 
 
+def mask_region_scores(
+    predicted_iou: npt.ArrayLike, stability_score: npt.ArrayLike
+) -> Float64Array:
+    """``1 - min(iou, stability)`` per mask (both clipped to [0, 1])."""
+    iou = np.clip(_flat(predicted_iou, "predicted_iou"), 0.0, 1.0)
+    stability = np.clip(_flat(stability_score, "stability_score", len(iou)), 0.0, 1.0)
+    return 1.0 - np.minimum(iou, stability)
+
+
 def mask_item_scores(
     predicted_iou: npt.ArrayLike,
     stability_score: npt.ArrayLike,
@@ -120,11 +129,9 @@ def mask_item_scores(
     reduction: str | Reduction = "max",
     empty_score: float = 1.0,
 ) -> Float64Array:
-    """Per-item ``reduction`` of ``1 - min(iou, stability)`` over masks ``[n_masks]``."""
-    iou = np.clip(_flat(predicted_iou, "predicted_iou"), 0.0, 1.0)
-    stability = np.clip(_flat(stability_score, "stability_score", len(iou)), 0.0, 1.0)
+    """Per-item ``reduction`` of ``mask_region_scores`` over masks ``[n_masks]``."""
     return reduce_groups(
-        1.0 - np.minimum(iou, stability),
+        mask_region_scores(predicted_iou, stability_score),
         group_index,
         n_items=n_items,
         reduction=reduction,

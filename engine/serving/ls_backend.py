@@ -49,7 +49,6 @@ from engine.labelstudio.protocol import LsPredictIn, LsPredictionOut, LsSetupIn,
 from engine.labelstudio.tasks import TaskItem
 from engine.models.base import Model
 from engine.review.ranking import current_policy
-from engine.sampling.policy import policy_from
 from engine.segment.service import InteractiveSegmenter
 from engine.store import Store
 
@@ -247,7 +246,7 @@ class LabelStudioBackend:
             loaded,
             segmenter=chain_with,
             model=config_model(config),
-            policy=current_policy(store, policy_from(self.settings.rank_policy)),
+            policy=current_policy(store, self.settings.rank_policy),
         )
 
     def _load(

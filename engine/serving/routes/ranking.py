@@ -34,4 +34,4 @@ async def rank(store: StoreDep, body: Annotated[PolicyIn, Body()]) -> RankOut:
 
 @router.get("/policy", response_model=PolicyOut, summary="The queue's current ranking policy")
 def policy(store: StoreDep, settings: SettingsDep) -> PolicyOut:
-    return PolicyOut.of(current_policy(store, policy_from(settings.rank_policy)))
+    return PolicyOut.of(current_policy(store, settings.rank_policy))

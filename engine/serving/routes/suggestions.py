@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from engine.review.explain import explain_item
 from engine.review.ranking import current_policy
-from engine.sampling.policy import policy_from
 from engine.serving.deps import SettingsDep, StoreDep
 from engine.serving.schemas.common import ErrorOut
 from engine.serving.schemas.items import SuggestionOut
@@ -40,7 +39,7 @@ def list_suggestions(
     ] = None,
 ) -> list[SuggestionOut]:
     records = store.suggestions_for(item_id, model_version=model_version, min_score=min_score)
-    policy = current_policy(store, policy_from(settings.rank_policy))
+    policy = current_policy(store, settings.rank_policy)
     why = explain_item(store, item_id, policy, with_rank=False)
     regions = {r.position: r for r in why.regions} if records else {}
     same = bool(records) and records[0].prediction_id == why.prediction_id
@@ -64,7 +63,7 @@ def item_ranking(
     store: StoreDep,
     settings: SettingsDep,
 ) -> ItemRankingOut:
-    policy = current_policy(store, policy_from(settings.rank_policy))
+    policy = current_policy(store, settings.rank_policy)
     return ItemRankingOut.of(explain_item(store, item_id, policy))
 
 
